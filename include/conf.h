@@ -1,0 +1,87 @@
+/* conf.h - sluiced's configuration: one JSON file, validated whole before anything uses it.
+ *
+ * Every key is known: an unknown key, a wrong type or an out-of-range value is an error that
+ * names the file, the line and the key, and says what is expected. Defaults make an empty
+ * object ("{}") a working configuration that intercepts Google's BigQuery hosts. */
+#ifndef SLUICE_CONF_H
+#define SLUICE_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONF_MAX_LIST 64       /* entries in any list */
+#define CONF_MAX_FILE (1 << 20) /* bytes in the configuration file */
+
+enum conf_action { CONF_SPLICE, CONF_DENY };
+
+struct conf_cidr {
+	uint8_t addr[16]; /* IPv4 as IPv4-mapped IPv6 */
+	unsigned prefixlen; /* over the 16 bytes: IPv4 /24 is 96 + 24 */
+	uint16_t port_lo, port_hi;
+};
+
+struct conf_override {
+	char *host;      /* intercepted host name this applies to */
+	char *address;   /* "IP:PORT" to connect to instead of resolving <host> */
+	char *ca_file;   /* CA bundle that verifies it (NULL: the upstream default) */
+};
+
+struct conf_strlist {
+	char *v[CONF_MAX_LIST];
+	int n;
+};
+
+struct sluice_conf {
+	char *path;              /* file it came from */
+	int workers;             /* 0: one per online CPU */
+	int log_level;           /* enum log_level */
+
+	int listen_port;         /* sluiced's listener port in every enforced netns */
+
+	struct conf_strlist cgroups;   /* enforced cgroup paths, relative to the cgroup2 mount */
+	int pass_loopback;
+	struct conf_cidr pass_cidrs[CONF_MAX_LIST];
+	int n_pass_cidrs;
+	struct conf_cidr only_cidrs[CONF_MAX_LIST];
+	int n_only_cidrs;
+	char *bpf_pin_dir;
+
+	struct conf_strlist hosts;     /* intercepted host names, '*' matches one label part */
+	enum conf_action other_tls;    /* TLS to a host that is not intercepted */
+	enum conf_action plain_http;   /* plain HTTP to an intercepted host */
+	enum conf_action no_sni;       /* TLS without SNI */
+	uint16_t inspect_ports[CONF_MAX_LIST];
+	int n_inspect_ports;
+	int peek_timeout_ms;           /* wait for a client's first bytes on other ports */
+
+	char *ca_cert, *ca_key;
+
+	char *upstream_ca_file;        /* NULL: the system trust store */
+	struct conf_override overrides[CONF_MAX_LIST];
+	int n_overrides;
+
+	size_t max_header_bytes;
+	int max_headers;
+	size_t max_body_bytes;
+	int max_connections;
+	int handshake_timeout_ms, header_timeout_ms, idle_timeout_ms, drain_timeout_ms;
+
+	char *record_dir;
+	char *control_socket;
+};
+
+/* Load and validate <path> into <conf> (zeroed first). Returns 0, or -1 with a message in
+ * <err> of the form "FILE:LINE: KEY: what is wrong; what to do". */
+int conf_load(const char *path, struct sluice_conf *conf, char *err, size_t errlen);
+
+/* Free everything conf_load allocated; <conf> may be partly filled. */
+void conf_free(struct sluice_conf *conf);
+
+/* Parse "A.B.C.D/N", "IPV6/N" or an address alone, optionally followed by ":PORT" or
+ * ":LO-HI" (IPv6 in brackets then: "[::1]/128:443"). Returns 0 or -1. */
+int conf_parse_cidr(const char *s, struct conf_cidr *out);
+
+/* Does <host> match the pattern list? '*' matches within one DNS label. Case-insensitive. */
+int conf_host_matches(const struct conf_strlist *patterns, const char *host);
+
+#endif

@@ -1,0 +1,19 @@
+/* log.h - sluiced's diagnostics on stderr: one line each, with a level and the module. */
+#ifndef SLUICE_LOG_H
+#define SLUICE_LOG_H
+
+enum log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+/* Lines above this level are dropped (default LOG_INFO). */
+void log_set_level(enum log_level level);
+
+/* Print "sluiced: <level>: <module>: message" to stderr; thread-safe (one write per line). */
+void log_msg(enum log_level level, const char *module, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#define log_err(mod, ...) log_msg(LOG_ERR, mod, __VA_ARGS__)
+#define log_warn(mod, ...) log_msg(LOG_WARN, mod, __VA_ARGS__)
+#define log_info(mod, ...) log_msg(LOG_INFO, mod, __VA_ARGS__)
+#define log_debug(mod, ...) log_msg(LOG_DEBUG, mod, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,537 @@
+/* conf.c - load and validate sluiced's JSON configuration (jansson), with errors that name
+ * file, line and key. Validation is table-free on purpose: each key is read by one call that
+ * states its type, range and default right where the field is filled. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ctype.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conf.h"
+#include "jsonpos.h"
+#include "log.h"
+
+struct ctx {
+	const char *file;
+	const char *text;
+	size_t len;
+	char *err;
+	size_t errlen;
+	int failed;
+};
+
+static const char *const default_hosts[] = {
+	"bigquery.googleapis.com", "www.googleapis.com", "bigquery.mtls.googleapis.com",
+	"bigquery.*.rep.googleapis.com", "bigquerystorage.googleapis.com",
+	"oauth2.googleapis.com", "sts.googleapis.com", "iamcredentials.googleapis.com",
+};
+static const uint16_t default_inspect_ports[] = { 443, 80, 3128, 8080, 8443 };
+
+/* Record the first error only: later ones are usually consequences. */
+__attribute__((format(printf, 3, 4))) static void fail(struct ctx *c, const char *key,
+							const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (c->failed++)
+		return;
+	n = snprintf(c->err, c->errlen, "%s:%d: %s: ", c->file,
+		     jsonpos_line(c->text, c->len, key), *key ? key : "(top level)");
+	if (n < 0 || (size_t)n >= c->errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+}
+
+static void join(char *out, size_t outlen, const char *parent, const char *key)
+{
+	snprintf(out, outlen, "%s%s%s", parent, *parent ? "." : "", key);
+}
+
+/* Refuse keys of <obj> (at <path>) that are not in the NULL-terminated <known>. */
+static void known_keys(struct ctx *c, json_t *obj, const char *path, const char *const *known)
+{
+	const char *key;
+	json_t *v;
+	char kp[256];
+	int i;
+
+	json_object_foreach(obj, key, v) {
+		for (i = 0; known[i] && strcmp(known[i], key); i++)
+			;
+		if (!known[i]) {
+			join(kp, sizeof(kp), path, key);
+			fail(c, kp, "unknown key; check its spelling against the README's "
+				    "configuration reference");
+		}
+	}
+}
+
+static json_t *get_object(struct ctx *c, json_t *obj, const char *path, const char *key)
+{
+	json_t *v = json_object_get(obj, key);
+	char kp[256];
+
+	if (!v)
+		return NULL;
+	if (!json_is_object(v)) {
+		join(kp, sizeof(kp), path, key);
+		fail(c, kp, "must be an object ({...})");
+		return NULL;
+	}
+	return v;
+}
+
+static long long get_int(struct ctx *c, json_t *obj, const char *path, const char *key,
+			 long long min, long long max, long long dflt)
+{
+	json_t *v = json_object_get(obj, key);
+	char kp[256];
+	long long x;
+
+	if (!v)
+		return dflt;
+	join(kp, sizeof(kp), path, key);
+	if (!json_is_integer(v)) {
+		fail(c, kp, "must be an integer between %lld and %lld", min, max);
+		return dflt;
+	}
+	x = json_integer_value(v);
+	if (x < min || x > max)
+		fail(c, kp, "%lld is out of range: must be between %lld and %lld", x, min, max);
+	return x;
+}
+
+static int get_bool(struct ctx *c, json_t *obj, const char *path, const char *key, int dflt)
+{
+	json_t *v = json_object_get(obj, key);
+	char kp[256];
+
+	if (!v)
+		return dflt;
+	if (!json_is_boolean(v)) {
+		join(kp, sizeof(kp), path, key);
+		fail(c, kp, "must be true or false");
+		return dflt;
+	}
+	return json_is_true(v);
+}
+
+static char *get_str(struct ctx *c, json_t *obj, const char *path, const char *key,
+		     const char *dflt)
+{
+	json_t *v = json_object_get(obj, key);
+	char kp[256];
+
+	if (!v || json_is_null(v))
+		return dflt ? strdup(dflt) : NULL;
+	if (!json_is_string(v) || !json_string_length(v)) {
+		join(kp, sizeof(kp), path, key);
+		fail(c, kp, "must be a non-empty string");
+		return dflt ? strdup(dflt) : NULL;
+	}
+	return strdup(json_string_value(v));
+}
+
+static enum conf_action get_action(struct ctx *c, json_t *obj, const char *path,
+				   const char *key, enum conf_action dflt)
+{
+	json_t *v = json_object_get(obj, key);
+	char kp[256];
+
+	if (!v)
+		return dflt;
+	if (json_is_string(v) && !strcmp(json_string_value(v), "splice"))
+		return CONF_SPLICE;
+	if (json_is_string(v) && !strcmp(json_string_value(v), "deny"))
+		return CONF_DENY;
+	join(kp, sizeof(kp), path, key);
+	fail(c, kp, "must be \"splice\" or \"deny\"");
+	return dflt;
+}
+
+/* A list of at most CONF_MAX_LIST elements of one JSON type; returns it or NULL. */
+static json_t *get_list(struct ctx *c, json_t *obj, const char *path, const char *key,
+			int (*is_type)(const json_t *), const char *type_name)
+{
+	json_t *v = json_object_get(obj, key), *e;
+	char kp[256], ep[300];
+	size_t i;
+
+	if (!v)
+		return NULL;
+	join(kp, sizeof(kp), path, key);
+	if (!json_is_array(v)) {
+		fail(c, kp, "must be a list of %s", type_name);
+		return NULL;
+	}
+	if (json_array_size(v) > CONF_MAX_LIST) {
+		fail(c, kp, "has %zu entries; at most %d are allowed", json_array_size(v),
+		     CONF_MAX_LIST);
+		return NULL;
+	}
+	json_array_foreach(v, i, e) {
+		if (!is_type(e)) {
+			snprintf(ep, sizeof(ep), "%s[%zu]", kp, i);
+			fail(c, ep, "must be %s", type_name);
+			return NULL;
+		}
+	}
+	return v;
+}
+
+static int is_string(const json_t *v)
+{
+	return json_is_string(v) && json_string_length(v) > 0;
+}
+
+static int is_object(const json_t *v)
+{
+	return json_is_object(v);
+}
+
+static int is_port(const json_t *v)
+{
+	return json_is_integer(v) && json_integer_value(v) >= 1 && json_integer_value(v) <= 65535;
+}
+
+static void get_strlist(struct ctx *c, json_t *obj, const char *path, const char *key,
+			struct conf_strlist *out, const char *const *dflt, int ndflt)
+{
+	json_t *v = get_list(c, obj, path, key, is_string, "a non-empty string");
+	size_t i;
+
+	if (!json_object_get(obj, key)) {
+		for (out->n = 0; out->n < ndflt; out->n++)
+			out->v[out->n] = strdup(dflt[out->n]);
+		return;
+	}
+	for (i = 0; v && i < json_array_size(v); i++)
+		out->v[out->n++] = strdup(json_string_value(json_array_get(v, i)));
+}
+
+static int get_cidrs(struct ctx *c, json_t *obj, const char *path, const char *key,
+		     struct conf_cidr *out)
+{
+	json_t *v = get_list(c, obj, path, key, is_string, "a CIDR string");
+	char ep[300];
+	size_t i;
+
+	for (i = 0; v && i < json_array_size(v); i++) {
+		if (conf_parse_cidr(json_string_value(json_array_get(v, i)), &out[i])) {
+			snprintf(ep, sizeof(ep), "%s%s%s[%zu]", path, *path ? "." : "", key, i);
+			fail(c, ep, "\"%s\" is not a CIDR; write e.g. \"10.0.0.0/8\", "
+				    "\"2001:db8::/32\", \"10.1.2.3/32:443\" or "
+				    "\"[2001:db8::]/32:8000-8099\"",
+			     json_string_value(json_array_get(v, i)));
+			return 0;
+		}
+	}
+	return v ? (int)json_array_size(v) : 0;
+}
+
+int conf_parse_cidr(const char *s, struct conf_cidr *out)
+{
+	char buf[128], *addr = buf, *slash, *port = NULL, *end;
+	struct in6_addr a6;
+	struct in_addr a4;
+	unsigned long n, lo = 0, hi = 65535;
+	int v4;
+
+	if (strlen(s) >= sizeof(buf))
+		return -1;
+	strcpy(buf, s);
+	if (*addr == '[') {
+		end = strchr(addr, ']');
+		if (!end)
+			return -1;
+		*end++ = '\0';
+		addr++;
+		slash = *end == '/' ? end : NULL;
+		port = strchr(end, ':');
+	} else {
+		slash = strchr(addr, '/');
+		if (strchr(addr, ':') == strrchr(addr, ':')) /* IPv4: one ':' at most, the port */
+			port = strchr(addr, ':');
+	}
+	if (port)
+		*port++ = '\0';
+	if (slash)
+		*slash++ = '\0';
+	v4 = inet_pton(AF_INET, addr, &a4) == 1;
+	if (!v4 && inet_pton(AF_INET6, addr, &a6) != 1)
+		return -1;
+	memset(out, 0, sizeof(*out));
+	if (v4) {
+		out->addr[10] = out->addr[11] = 0xff;
+		memcpy(&out->addr[12], &a4, 4);
+	} else {
+		memcpy(out->addr, &a6, 16);
+	}
+	n = v4 ? 32 : 128;
+	if (slash) {
+		errno = 0;
+		n = strtoul(slash, &end, 10);
+		if (errno || *end || end == slash || n > (v4 ? 32u : 128u))
+			return -1;
+	}
+	out->prefixlen = (unsigned)n + (v4 ? 96 : 0);
+	if (port) {
+		lo = strtoul(port, &end, 10);
+		hi = lo;
+		if (*end == '-')
+			hi = strtoul(end + 1, &end, 10);
+		if (*end || lo < 1 || hi > 65535 || lo > hi)
+			return -1;
+	}
+	out->port_lo = (uint16_t)lo;
+	out->port_hi = (uint16_t)hi;
+	return 0;
+}
+
+/* Case-insensitive glob where '*' matches within one DNS label (never a '.'). */
+static int host_glob(const char *pat, const char *host)
+{
+	const char *star = NULL, *resume = NULL;
+
+	while (*host) {
+		if (*pat == '*') {
+			star = pat++;
+			resume = host;
+		} else if (*pat && tolower((unsigned char)*pat) == tolower((unsigned char)*host)) {
+			pat++;
+			host++;
+		} else if (star && *resume != '.') {
+			pat = star + 1;
+			host = ++resume;
+		} else {
+			return 0;
+		}
+	}
+	while (*pat == '*')
+		pat++;
+	return *pat == '\0';
+}
+
+int conf_host_matches(const struct conf_strlist *patterns, const char *host)
+{
+	int i;
+
+	for (i = 0; i < patterns->n; i++)
+		if (host_glob(patterns->v[i], host))
+			return 1;
+	return 0;
+}
+
+static void load_enforce(struct ctx *c, json_t *root, struct sluice_conf *conf)
+{
+	static const char *const known[] = { "cgroups", "pass_loopback", "pass_cidrs",
+					     "only_cidrs", "bpf_pin_dir", NULL };
+	json_t *o = get_object(c, root, "", "enforce");
+	char kp[64];
+	int i;
+
+	if (o)
+		known_keys(c, o, "enforce", known);
+	get_strlist(c, o, "enforce", "cgroups", &conf->cgroups, NULL, 0);
+	for (i = 0; i < conf->cgroups.n; i++) {
+		if (conf->cgroups.v[i][0] != '/' || strstr(conf->cgroups.v[i], "..")) {
+			snprintf(kp, sizeof(kp), "enforce.cgroups[%d]", i);
+			fail(c, kp, "\"%s\" must be an absolute path under the cgroup2 mount, "
+				    "e.g. \"/agents.slice\", without \"..\"", conf->cgroups.v[i]);
+		}
+	}
+	conf->pass_loopback = get_bool(c, o, "enforce", "pass_loopback", 1);
+	conf->n_pass_cidrs = get_cidrs(c, o, "enforce", "pass_cidrs", conf->pass_cidrs);
+	conf->n_only_cidrs = get_cidrs(c, o, "enforce", "only_cidrs", conf->only_cidrs);
+	conf->bpf_pin_dir = get_str(c, o, "enforce", "bpf_pin_dir", "/sys/fs/bpf/sluice");
+}
+
+static void load_intercept(struct ctx *c, json_t *root, struct sluice_conf *conf)
+{
+	static const char *const known[] = { "hosts", "other_tls", "plain_http", "no_sni",
+					     "inspect_ports", "peek_timeout_ms", NULL };
+	json_t *o = get_object(c, root, "", "intercept"), *v;
+	size_t i;
+
+	if (o)
+		known_keys(c, o, "intercept", known);
+	get_strlist(c, o, "intercept", "hosts", &conf->hosts, default_hosts,
+		    sizeof(default_hosts) / sizeof(default_hosts[0]));
+	conf->other_tls = get_action(c, o, "intercept", "other_tls", CONF_SPLICE);
+	conf->plain_http = get_action(c, o, "intercept", "plain_http", CONF_DENY);
+	conf->no_sni = get_action(c, o, "intercept", "no_sni", CONF_DENY);
+	v = get_list(c, o, "intercept", "inspect_ports", is_port, "a port number (1-65535)");
+	if (o && json_object_get(o, "inspect_ports")) {
+		for (i = 0; v && i < json_array_size(v); i++)
+			conf->inspect_ports[conf->n_inspect_ports++] =
+				(uint16_t)json_integer_value(json_array_get(v, i));
+	} else {
+		for (i = 0; i < sizeof(default_inspect_ports) / sizeof(uint16_t); i++)
+			conf->inspect_ports[conf->n_inspect_ports++] = default_inspect_ports[i];
+	}
+	conf->peek_timeout_ms = (int)get_int(c, o, "intercept", "peek_timeout_ms", 0, 60000, 300);
+}
+
+static void load_upstream(struct ctx *c, json_t *root, struct sluice_conf *conf)
+{
+	static const char *const known[] = { "ca_file", "overrides", NULL };
+	static const char *const known_ov[] = { "host", "address", "ca_file", NULL };
+	json_t *o = get_object(c, root, "", "upstream"), *v, *e;
+	char kp[64];
+	size_t i;
+
+	if (o)
+		known_keys(c, o, "upstream", known);
+	conf->upstream_ca_file = get_str(c, o, "upstream", "ca_file", NULL);
+	v = get_list(c, o, "upstream", "overrides", is_object, "an object {host, address, ca_file}");
+	json_array_foreach(v, i, e) {
+		struct conf_override *ov = &conf->overrides[conf->n_overrides++];
+
+		snprintf(kp, sizeof(kp), "upstream.overrides[%zu]", i);
+		known_keys(c, e, kp, known_ov);
+		ov->host = get_str(c, e, kp, "host", NULL);
+		ov->address = get_str(c, e, kp, "address", NULL);
+		ov->ca_file = get_str(c, e, kp, "ca_file", NULL);
+		if (!ov->host || !ov->address)
+			fail(c, kp, "needs both \"host\" (an intercepted name) and \"address\" "
+				    "(\"IP:PORT\")");
+	}
+}
+
+static void load_limits(struct ctx *c, json_t *root, struct sluice_conf *conf)
+{
+	static const char *const known[] = { "header_bytes", "headers", "body_bytes",
+		"connections", "handshake_timeout_ms", "header_timeout_ms", "idle_timeout_ms",
+		"drain_timeout_ms", NULL };
+	json_t *o = get_object(c, root, "", "limits");
+	const char *p = "limits";
+
+	if (o)
+		known_keys(c, o, p, known);
+	conf->max_header_bytes = (size_t)get_int(c, o, p, "header_bytes", 1024, 1 << 20, 64 << 10);
+	conf->max_headers = (int)get_int(c, o, p, "headers", 8, 1000, 100);
+	conf->max_body_bytes = (size_t)get_int(c, o, p, "body_bytes", 1024, 1LL << 32, 100 << 20);
+	conf->max_connections = (int)get_int(c, o, p, "connections", 1, 1 << 20, 20000);
+	conf->handshake_timeout_ms = (int)get_int(c, o, p, "handshake_timeout_ms", 100, 600000, 10000);
+	conf->header_timeout_ms = (int)get_int(c, o, p, "header_timeout_ms", 100, 600000, 30000);
+	conf->idle_timeout_ms = (int)get_int(c, o, p, "idle_timeout_ms", 100, 3600000, 300000);
+	conf->drain_timeout_ms = (int)get_int(c, o, p, "drain_timeout_ms", 0, 600000, 10000);
+}
+
+static void load_root(struct ctx *c, json_t *root, struct sluice_conf *conf)
+{
+	static const char *const known[] = { "workers", "log_level", "listen_port", "enforce",
+		"intercept", "ca", "upstream", "limits", "record", "control", NULL };
+	static const char *const levels[] = { "error", "warning", "info", "debug" };
+	json_t *o, *lv;
+	int i;
+
+	known_keys(c, root, "", known);
+	conf->workers = (int)get_int(c, root, "", "workers", 0, 256, 0);
+	conf->log_level = 2;
+	lv = json_object_get(root, "log_level");
+	if (lv) {
+		for (i = 0; i < 4 && !(json_is_string(lv) && !strcmp(json_string_value(lv), levels[i])); i++)
+			;
+		if (i == 4)
+			fail(c, "log_level", "must be \"error\", \"warning\", \"info\" or \"debug\"");
+		conf->log_level = i & 3;
+	}
+	conf->listen_port = (int)get_int(c, root, "", "listen_port", 1, 65535, 15443);
+	load_enforce(c, root, conf);
+	load_intercept(c, root, conf);
+	load_upstream(c, root, conf);
+	load_limits(c, root, conf);
+
+	o = get_object(c, root, "", "ca");
+	if (o)
+		known_keys(c, o, "ca", (const char *const[]){ "cert", "key", NULL });
+	conf->ca_cert = get_str(c, o, "ca", "cert", "/var/lib/sluice/ca.pem");
+	conf->ca_key = get_str(c, o, "ca", "key", "/var/lib/sluice/ca.key");
+	o = get_object(c, root, "", "record");
+	if (o)
+		known_keys(c, o, "record", (const char *const[]){ "dir", NULL });
+	conf->record_dir = get_str(c, o, "record", "dir", "/var/lib/sluice/recordings");
+	o = get_object(c, root, "", "control");
+	if (o)
+		known_keys(c, o, "control", (const char *const[]){ "socket", NULL });
+	conf->control_socket = get_str(c, o, "control", "socket", "/run/sluice/sluice.sock");
+}
+
+int conf_load(const char *path, struct sluice_conf *conf, char *err, size_t errlen)
+{
+	struct ctx c = { .file = path, .err = err, .errlen = errlen };
+	json_error_t jerr;
+	json_t *root = NULL;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	memset(conf, 0, sizeof(*conf));
+	conf->path = strdup(path);
+	f = fopen(path, "re");
+	if (!f) {
+		snprintf(err, errlen, "%s: cannot open: %s; pass --config FILE", path, strerror(errno));
+		return -1;
+	}
+	text = malloc(CONF_MAX_FILE + 1);
+	if (text)
+		len = fread(text, 1, CONF_MAX_FILE + 1, f);
+	fclose(f);
+	if (!text || len > CONF_MAX_FILE) {
+		snprintf(err, errlen, "%s: %s", path,
+			 text ? "larger than 1 MiB; a configuration is a few KiB" : "out of memory");
+		free(text);
+		return -1;
+	}
+	c.text = text;
+	c.len = len;
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root) {
+		snprintf(err, errlen, "%s:%d:%d: invalid JSON: %s", path, jerr.line, jerr.column,
+			 jerr.text);
+	} else if (!json_is_object(root)) {
+		fail(&c, "", "the configuration must be a JSON object ({...})");
+	} else {
+		load_root(&c, root, conf);
+	}
+	json_decref(root);
+	free(text);
+	return root && !c.failed ? 0 : -1;
+}
+
+static void strlist_free(struct conf_strlist *l)
+{
+	while (l->n > 0) {
+		free(l->v[--l->n]);
+		l->v[l->n] = NULL;
+	}
+}
+
+void conf_free(struct sluice_conf *conf)
+{
+	int i;
+
+	strlist_free(&conf->cgroups);
+	strlist_free(&conf->hosts);
+	for (i = 0; i < conf->n_overrides; i++) {
+		free(conf->overrides[i].host);
+		free(conf->overrides[i].address);
+		free(conf->overrides[i].ca_file);
+	}
+	free(conf->path);
+	free(conf->bpf_pin_dir);
+	free(conf->ca_cert);
+	free(conf->ca_key);
+	free(conf->upstream_ca_file);
+	free(conf->record_dir);
+	free(conf->control_socket);
+	memset(conf, 0, sizeof(*conf));
+}

@@ -1,0 +1,27 @@
+/* sluicectl.c - the command line for operators, approvers and auditors. Each command lives
+ * in the module it concerns; this file dispatches. Exit status: 0 success, 1 the thing
+ * checked is false, 2 usage or I/O error. */
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: sluicectl COMMAND [ARGS]\n"
+		     "commands:\n"
+		     "  help           this text\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help")) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "sluicectl: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}
