@@ -184,19 +184,23 @@ SEC("cgroup/connect6")
 int sluice_connect6(struct bpf_sock_addr *ctx)
 {
 	__u8 addr[16];
-	__u32 w;
-	int i, port, mapped;
+	__u32 w0, w1, w2, w3;
+	int port, mapped;
 
 	if (ctx->type == SOCK_DGRAM)
 		return bpf_ntohs(ctx->user_port) == 443 ? DENY : ALLOW;
 	if (ctx->type != SOCK_STREAM)
 		return ALLOW;
-	for (i = 0; i < 4; i++) {
-		w = ctx->user_ip6[i];
-		__builtin_memcpy(&addr[i * 4], &w, 4);
-	}
-	mapped = ctx->user_ip6[0] == 0 && ctx->user_ip6[1] == 0 &&
-		 ctx->user_ip6[2] == bpf_htonl(0xffff);
+	/* ctx fields need constant offsets: no loop */
+	w0 = ctx->user_ip6[0];
+	w1 = ctx->user_ip6[1];
+	w2 = ctx->user_ip6[2];
+	w3 = ctx->user_ip6[3];
+	__builtin_memcpy(&addr[0], &w0, 4);
+	__builtin_memcpy(&addr[4], &w1, 4);
+	__builtin_memcpy(&addr[8], &w2, 4);
+	__builtin_memcpy(&addr[12], &w3, 4);
+	mapped = w0 == 0 && w1 == 0 && w2 == bpf_htonl(0xffff);
 	port = decide(ctx, addr, bpf_ntohs(ctx->user_port), mapped ? AF_INET : AF_INET6);
 	if (port < 0)
 		return DENY;
