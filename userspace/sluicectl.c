@@ -4,10 +4,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "tls.h"
+
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: sluicectl COMMAND [ARGS]\n"
 		     "commands:\n"
+		     "  ca init [--cert F] [--key F] [--permit SUFFIX]...\n"
+		     "                 make the local CA that agents' TLS is re-terminated with\n"
+		     "  ca export [--cert F]\n"
+		     "                 print the CA certificate, for containers' trust stores\n"
 		     "  help           this text\n");
 }
 
@@ -21,6 +27,10 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	if (!strcmp(argv[1], "ca") && argc >= 3 && !strcmp(argv[2], "init"))
+		return tls_cmd_ca_init(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "ca") && argc >= 3 && !strcmp(argv[2], "export"))
+		return tls_cmd_ca_export(argc - 2, argv + 2);
 	fprintf(stderr, "sluicectl: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;
