@@ -32,6 +32,10 @@ int redirect_detach_all(const char *pin_dir, char *err, size_t errlen);
 /* Tell the connect hooks that connections from network namespace <netns> go to <port>. */
 int redirect_set_listener(struct redirect *r, uint64_t netns, uint16_t port);
 
+/* Forget every listener (a previous sluiced's are gone with it): connects from a namespace
+ * then raise a no-listener event again until a listener is set. Returns 0 or -errno. */
+int redirect_clear_listeners(struct redirect *r);
+
 /* Origin of a connection sluiced accepted: <peer> is the address accept() returned, <netns>
  * the listener's SO_NETNS_COOKIE. The entry is removed. Returns 0 or -ENOENT (the connection
  * was not redirected by sluice: someone connected to the listener directly). */

@@ -405,6 +405,17 @@ int redirect_set_listener(struct redirect *r, uint64_t netns, uint16_t port)
 		       ? -errno : 0;
 }
 
+int redirect_clear_listeners(struct redirect *r)
+{
+	int fd = bpf_map__fd(r->skel->maps.listeners);
+	__u64 k;
+
+	while (bpf_map_get_next_key(fd, NULL, &k) == 0)
+		if (bpf_map_delete_elem(fd, &k))
+			return -errno;
+	return 0;
+}
+
 int redirect_origin(struct redirect *r, uint64_t netns, const struct sockaddr *peer,
 		    struct sluice_origin *out)
 {

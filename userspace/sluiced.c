@@ -1,45 +1,276 @@
 /* sluiced.c - the sluice daemon's main: arguments, configuration, signals. The request path
  * lives in the modules; this file only wires them together. */
 #include <errno.h>
+#include <dirent.h>
 #include <getopt.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conf.h"
+#include "listener.h"
 #include "log.h"
+#include "loop.h"
+#include "redirect.h"
+#include "tls.h"
 
 #define DEFAULT_CONFIG "/etc/sluice/sluice.json"
 
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: sluiced [--config FILE] [--check]\n"
+		"usage: sluiced [--config FILE] [--check | --detach]\n"
 		"  --config FILE  configuration (default " DEFAULT_CONFIG ")\n"
 		"  --check        validate the configuration and exit (0 valid, 2 invalid)\n"
+		"  --detach       remove the pinned eBPF enforcement and exit\n"
 		"Runs in the foreground and logs to stderr. SIGTERM stops, SIGHUP reloads.\n");
 }
 
-/* Reload on SIGHUP: a configuration that does not validate is refused and the running one
- * stays in force (fail closed: never half-apply). */
-static void reload(struct sluice_conf *conf)
-{
-	struct sluice_conf next;
-	char err[512];
+/* Everything a running sluiced holds. The environment the workers read is replaced whole
+ * on reload; old ones are kept until exit because connections may still point at them. */
+struct daemon {
+	struct sluice_conf *conf;
+	struct redirect *redirect;
+	struct tls_ca *ca;
+	struct loop *loop;
+	struct loop_env *env;
+	struct loop_env *old_envs[64];
+	int n_old;
+	uint64_t netns_seen[SLUICE_NETNS_MAX];
+	int n_netns;
+};
 
-	if (conf_load(conf->path, &next, err, sizeof(err))) {
-		log_err("conf", "reload refused, previous configuration stays in force: %s", err);
-		conf_free(&next);
+static void free_env(struct loop_env *env)
+{
+	int i;
+
+	if (!env)
+		return;
+	tls_server_free(env->tls_server);
+	for (i = 0; env->tls_clients && i <= env->conf->n_overrides; i++)
+		tls_client_free(env->tls_clients[i]);
+	free(env->tls_clients);
+	conf_free((struct sluice_conf *)env->conf);
+	free((void *)env->conf);
+	free(env);
+}
+
+/* TLS contexts for a configuration: the agent-facing server (leaves from the local CA) and
+ * one verifying client per trust setting (default, then each override). */
+static struct loop_env *make_env(struct daemon *d, struct sluice_conf *conf, char *err,
+				 size_t errlen)
+{
+	struct loop_env *env = calloc(1, sizeof(*env));
+	int i;
+
+	if (!env)
+		return NULL;
+	env->conf = conf;
+	env->redirect = d->redirect;
+	env->tls_server = tls_server_new(d->ca, err, errlen);
+	env->tls_clients = calloc((size_t)conf->n_overrides + 1, sizeof(*env->tls_clients));
+	if (!env->tls_server || !env->tls_clients)
+		goto fail;
+	env->tls_clients[0] = tls_client_new(conf->upstream_ca_file, err, errlen);
+	if (!env->tls_clients[0])
+		goto fail;
+	for (i = 0; i < conf->n_overrides; i++) {
+		const char *ca = conf->overrides[i].ca_file ? conf->overrides[i].ca_file
+							     : conf->upstream_ca_file;
+
+		env->tls_clients[1 + i] = tls_client_new(ca, err, errlen);
+		if (!env->tls_clients[1 + i])
+			goto fail;
+	}
+	return env;
+fail:
+	env->conf = NULL;
+	tls_server_free(env->tls_server);
+	for (i = 0; env->tls_clients && i <= conf->n_overrides; i++)
+		tls_client_free(env->tls_clients[i]);
+	free(env->tls_clients);
+	free(env);
+	return NULL;
+}
+
+/* Open a listener in the network namespace of process <pid> unless one is open there. */
+static void listen_for(struct daemon *d, pid_t pid)
+{
+	struct listener ln;
+	struct stat st;
+	char path[64], err[256];
+	int i;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+	if (stat(path, &st))
+		return; /* gone already */
+	for (i = 0; i < d->n_netns; i++)
+		if (d->netns_seen[i] == (uint64_t)st.st_ino)
+			return;
+	if (listener_open(pid, (uint16_t)d->conf->listen_port, &ln, err, sizeof(err))) {
+		log_warn("main", "no listener for process %d: %s", (int)pid, err);
 		return;
 	}
-	conf_free(conf);
-	*conf = next;
-	log_set_level((enum log_level)conf->log_level);
-	log_info("conf", "reloaded %s", conf->path);
+	if (d->n_netns < SLUICE_NETNS_MAX)
+		d->netns_seen[d->n_netns++] = (uint64_t)st.st_ino;
+	redirect_set_listener(d->redirect, ln.netns_cookie, (uint16_t)d->conf->listen_port);
+	loop_add_listener(d->loop, &ln);
+	log_info("main", "listening in the network namespace of process %d", (int)pid);
+}
+
+/* A connect from a network namespace where sluiced has no listener yet (refused by the
+ * hook): open one there so that the agent's retry is served. */
+static void on_event(void *arg, const struct sluice_event *ev)
+{
+	if (ev->kind == SLUICE_EV_NO_LISTENER)
+		listen_for(arg, (pid_t)ev->tgid);
+}
+
+/* Open listeners for the namespaces of processes already in enforced cgroups (at start and
+ * reload), so that agents running across a restart are not refused even once. */
+static void scan_cgroup(struct daemon *d, const char *dir, int depth)
+{
+	char path[4096];
+	struct dirent *de;
+	FILE *f;
+	DIR *dd;
+	int pid;
+
+	if (depth > 32)
+		return;
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	f = fopen(path, "re");
+	while (f && fscanf(f, "%d", &pid) == 1)
+		listen_for(d, pid);
+	if (f)
+		fclose(f);
+	dd = opendir(dir);
+	while (dd && (de = readdir(dd))) {
+		if (de->d_type != DT_DIR || de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		scan_cgroup(d, path, depth + 1);
+	}
+	if (dd)
+		closedir(dd);
+}
+
+static void scan_enforced(struct daemon *d)
+{
+	char cg2[256], dir[1024];
+	int i;
+
+	if (redirect_cgroup2_mount(cg2, sizeof(cg2)))
+		return;
+	for (i = 0; i < d->conf->cgroups.n; i++) {
+		snprintf(dir, sizeof(dir), "%s%s", cg2, d->conf->cgroups.v[i]);
+		scan_cgroup(d, dir, 0);
+	}
+}
+
+/* Reload on SIGHUP: a configuration that does not validate or apply is refused and the
+ * running one stays in force (fail closed: never half-apply what can be refused first). */
+static void reload(struct daemon *d)
+{
+	struct sluice_conf *next = calloc(1, sizeof(*next));
+	struct loop_env *env;
+	char err[512];
+
+	if (!next || conf_load(d->conf->path, next, err, sizeof(err))) {
+		log_err("conf", "reload refused, previous configuration stays in force: %s", err);
+		goto refuse;
+	}
+	if (next->listen_port != d->conf->listen_port) {
+		log_err("conf", "reload refused: listen_port cannot change while running; restart "
+			"sluiced to move it");
+		goto refuse;
+	}
+	env = make_env(d, next, err, sizeof(err));
+	if (!env) {
+		log_err("conf", "reload refused: %s", err);
+		goto refuse;
+	}
+	if (redirect_apply(d->redirect, next, err, sizeof(err))) {
+		log_err("conf", "reload: enforcement partly applied: %s", err);
+	}
+	if (d->n_old < 64)
+		d->old_envs[d->n_old++] = d->env;
+	d->env = env;
+	d->conf = next;
+	loop_set_env(d->loop, env);
+	log_set_level((enum log_level)next->log_level);
+	scan_enforced(d);
+	log_info("conf", "reloaded %s", next->path);
+	return;
+refuse:
+	if (next)
+		conf_free(next);
+	free(next);
+}
+
+static int run(struct daemon *d, char *err, size_t errlen)
+{
+	struct listener ln;
+	struct stat st;
+	struct signalfd_siginfo si;
+	struct pollfd pfd[2];
+	sigset_t mask;
+	int sfd, running = 1;
+
+	d->ca = tls_ca_load(d->conf->ca_cert, d->conf->ca_key, err, errlen);
+	if (!d->ca)
+		return -1;
+	d->redirect = redirect_open(d->conf, on_event, d, err, errlen);
+	if (!d->redirect)
+		return -1;
+	d->env = make_env(d, d->conf, err, errlen);
+	if (!d->env)
+		return -1;
+	d->loop = loop_start(d->env, d->conf->workers, err, errlen);
+	if (!d->loop)
+		return -1;
+	if (listener_open(0, (uint16_t)d->conf->listen_port, &ln, err, errlen))
+		return -1;
+	if (stat("/proc/self/ns/net", &st) == 0)
+		d->netns_seen[d->n_netns++] = (uint64_t)st.st_ino;
+	redirect_clear_listeners(d->redirect);
+	redirect_set_listener(d->redirect, ln.netns_cookie, (uint16_t)d->conf->listen_port);
+	loop_add_listener(d->loop, &ln);
+	scan_enforced(d);
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	pfd[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+	pfd[1] = (struct pollfd){ .fd = redirect_events_fd(d->redirect), .events = POLLIN };
+	log_info("main", "started with %s, listening on port %d", d->conf->path,
+		 d->conf->listen_port);
+	while (running) {
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents)
+			redirect_poll_events(d->redirect);
+		if (!pfd[0].revents || read(sfd, &si, sizeof(si)) != sizeof(si))
+			continue;
+		if (si.ssi_signo == SIGHUP)
+			reload(d);
+		else
+			running = 0;
+	}
+	log_info("main", "stopping: draining in-flight requests (up to %d ms)",
+		 d->conf->drain_timeout_ms);
+	loop_stop(d->loop, d->conf->drain_timeout_ms);
+	d->loop = NULL;
+	close(sfd);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -47,20 +278,21 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check", no_argument, NULL, 'k' },
+		{ "detach", no_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config = DEFAULT_CONFIG;
-	struct sluice_conf conf;
-	struct signalfd_siginfo si;
+	struct daemon d = { 0 };
 	sigset_t mask;
 	char err[512];
-	int opt, check = 0, sfd, running = 1;
+	int opt, check = 0, detach = 0, rc, i;
 
 	while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': config = optarg; break;
 		case 'k': check = 1; break;
+		case 'd': detach = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -70,45 +302,51 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (conf_load(config, &conf, err, sizeof(err))) {
+	d.conf = calloc(1, sizeof(*d.conf));
+	if (!d.conf || conf_load(config, d.conf, err, sizeof(err))) {
 		fprintf(stderr, "sluiced: configuration error: %s\n", err);
-		conf_free(&conf);
+		conf_free(d.conf);
+		free(d.conf);
 		return 2;
 	}
-	log_set_level((enum log_level)conf.log_level);
+	log_set_level((enum log_level)d.conf->log_level);
 	if (check) {
 		printf("%s: valid\n", config);
-		conf_free(&conf);
+		conf_free(d.conf);
+		free(d.conf);
 		return 0;
 	}
+	if (detach) {
+		rc = redirect_detach_all(d.conf->bpf_pin_dir, err, sizeof(err));
+		if (rc)
+			fprintf(stderr, "sluiced: detach: %s\n", err);
+		else
+			printf("sluiced: enforcement removed (%s)\n", d.conf->bpf_pin_dir);
+		conf_free(d.conf);
+		free(d.conf);
+		return rc ? 1 : 0;
+	}
 
+	/* Signals are taken by signalfd in the main thread; workers inherit the mask. */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
-	if (sfd < 0) {
-		log_err("main", "signalfd: %s", strerror(errno));
-		conf_free(&conf);
-		return 1;
+	rc = run(&d, err, sizeof(err));
+	if (rc)
+		log_err("main", "%s", err);
+	for (i = 0; i < d.n_old; i++)
+		free_env(d.old_envs[i]);
+	if (d.env)
+		free_env(d.env);
+	else if (d.conf) {
+		conf_free(d.conf);
+		free(d.conf);
 	}
-	log_info("main", "started with %s", config);
-	while (running) {
-		if (read(sfd, &si, sizeof(si)) != sizeof(si)) {
-			if (errno == EINTR)
-				continue;
-			log_err("main", "signalfd read: %s", strerror(errno));
-			break;
-		}
-		if (si.ssi_signo == SIGHUP)
-			reload(&conf);
-		else
-			running = 0;
-	}
+	redirect_close(d.redirect);
+	tls_ca_free(d.ca);
 	log_info("main", "stopped");
-	close(sfd);
-	conf_free(&conf);
-	return 0;
+	return rc ? 1 : 0;
 }

@@ -1,0 +1,68 @@
+/* loop.h - sluiced's io_uring workers: one thread and one ring per worker, accepting on every
+ * listener, with a provided-buffer ring for receives (an idle connection holds no receive
+ * buffer), a coarse timer for deadlines, and a wake-up channel for new listeners.
+ *
+ * The loop owns sockets and the ring; what a connection means is proxy.c's business. */
+#ifndef SLUICE_LOOP_H
+#define SLUICE_LOOP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "conf.h"
+#include "listener.h"
+
+struct loop;
+struct worker;
+struct redirect;
+struct tls_server;
+
+enum op_kind { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_CONNECT, OP_TIMER, OP_WAKE };
+
+/* One in-flight operation; its address is the SQE's user_data. */
+struct op {
+	uint8_t kind;
+	uint8_t side;    /* which end of a connection: proxy's business */
+	uint8_t pending;
+	int fd;
+	void *owner;     /* the connection, or the listener for accepts */
+};
+
+/* Shared, read-only state a connection needs (swapped whole on reload). */
+struct loop_env {
+	const struct sluice_conf *conf;
+	struct redirect *redirect;
+	struct tls_server *tls_server;
+	struct tls_client **tls_clients; /* [0]: default trust; [1 + i]: conf->overrides[i] */
+};
+
+/* Start <nworkers> workers (0: online CPUs). Returns NULL with <err> set. */
+struct loop *loop_start(const struct loop_env *env, int nworkers, char *err, size_t errlen);
+
+/* Serve a listener (already bound and listening) on every worker. */
+void loop_add_listener(struct loop *l, const struct listener *ln);
+
+/* Replace the environment for new connections (old ones finish with theirs). */
+void loop_set_env(struct loop *l, const struct loop_env *env);
+
+/* Stop accepting, give in-flight requests up to <drain_ms>, then close everything and join
+ * the workers. */
+void loop_stop(struct loop *l, int drain_ms);
+
+/* --- for proxy.c ------------------------------------------------------------------------- */
+
+/* The environment in force when this call is made. */
+const struct loop_env *worker_env(struct worker *w);
+uint64_t worker_now_ms(struct worker *w);
+int worker_stopping(struct worker *w);
+
+/* Post a receive on <fd>; data arrives in proxy_on_recv from a loop buffer. */
+int worker_recv(struct worker *w, struct op *op, int fd);
+/* Post a send of buf[0..len) (must stay valid until completion). */
+int worker_send(struct worker *w, struct op *op, int fd, const void *buf, size_t len);
+/* Post a connect. <addr> must stay valid until completion. */
+int worker_connect(struct worker *w, struct op *op, int fd, const struct sockaddr *addr,
+		   socklen_t len);
+
+#endif

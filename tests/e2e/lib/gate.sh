@@ -1,0 +1,83 @@
+# gate.sh - start the pieces of an end-to-end run: the BigQuery stand-in, a sluice CA, a
+# sluiced configuration that enforces a test container, and sluiced itself. Source after
+# tests/lib/container.sh; every process started here is stopped by ct_cleanup.
+GATE_DIR=""
+GATE_PIDS=()
+
+ct_on_cleanup() {
+  local p
+  for p in "${GATE_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  [ -n "$GATE_DIR" ] && [ -x build/sluiced ] && [ -f "$GATE_DIR/sluice.json" ] &&
+    build/sluiced --config "$GATE_DIR/sluice.json" --detach >/dev/null 2>&1
+  [ -n "$GATE_DIR" ] && rm -rf "$GATE_DIR"
+}
+
+gate_wait_for() { # FILE PATTERN [TRIES]
+  local i
+  for i in $(seq "${3:-100}"); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "# timed out waiting for '$2' in $1"; sed 's/^/#   /' "$1" | tail -20; return 1
+}
+
+# gate_standin: certificates and the stand-in on 127.0.0.1; sets STANDIN_PORT.
+gate_standin() {
+  GATE_DIR=${GATE_DIR:-$(mktemp -d /tmp/sluice-gate.XXXXXX)}
+  tests/standin/mkcerts.sh "$GATE_DIR/standin" >/dev/null
+  node tests/standin/server.mjs --cert "$GATE_DIR/standin/server.pem" \
+    --key "$GATE_DIR/standin/server.key" --port 0 --log "$GATE_DIR/standin.log" \
+    --ready-file "$GATE_DIR/standin.port" > "$GATE_DIR/standin.out" 2>&1 &
+  GATE_PIDS+=($!)
+  gate_wait_for "$GATE_DIR/standin.port" . 300 || return 1
+  STANDIN_PORT=$(cat "$GATE_DIR/standin.port")
+}
+
+# gate_config CGROUP [EXTRA_JSON]: sluice CA and configuration enforcing CGROUP.
+gate_config() {
+  local cg=$1 extra=${2:-}
+  GATE_PORT=${GATE_PORT:-$((20000 + $$ % 20000))}
+  build/sluicectl ca init --cert "$GATE_DIR/ca.pem" --key "$GATE_DIR/ca.key" >/dev/null || return 1
+  cat > "$GATE_DIR/sluice.json" <<JSON
+{
+  "workers": 2,
+  "listen_port": $GATE_PORT,
+  "enforce": { "cgroups": ["$cg"], "pass_loopback": false,
+               "bpf_pin_dir": "/sys/fs/bpf/sluice-test-$$" },
+  "ca": { "cert": "$GATE_DIR/ca.pem", "key": "$GATE_DIR/ca.key" },
+  "upstream": { "overrides": [
+    { "host": "bigquery.googleapis.com", "address": "127.0.0.1:$STANDIN_PORT",
+      "ca_file": "$GATE_DIR/standin/ca.pem" },
+    { "host": "oauth2.googleapis.com", "address": "127.0.0.1:$STANDIN_PORT",
+      "ca_file": "$GATE_DIR/standin/ca.pem" } ] },
+  "record": { "dir": "$GATE_DIR/records" },
+  "control": { "socket": "$GATE_DIR/sluice.sock" }$extra
+}
+JSON
+}
+
+gate_start() {
+  build/sluiced --config "$GATE_DIR/sluice.json" >> "$GATE_DIR/sluiced.log" 2>&1 &
+  SLUICED_PID=$!
+  GATE_PIDS+=($SLUICED_PID)
+  gate_wait_for "$GATE_DIR/sluiced.log" "started with" || return 1
+}
+
+# A service-account key for the agent (its token_uri is Google's: the gate answers it).
+gate_agent_key() {
+  node -e '
+    const { generateKeyPairSync } = require("crypto");
+    const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    console.log(JSON.stringify({ type: "service_account", project_id: "demo-project",
+      private_key_id: "k1", client_email: "agent@demo-project.iam.gserviceaccount.com",
+      client_id: "1", token_uri: "https://oauth2.googleapis.com/token",
+      private_key: privateKey.export({ type: "pkcs8", format: "pem" }) }));' > "$GATE_DIR/agent-key.json"
+}
+
+# Run in container NAME until the gate answers there: the first connect from a new network
+# namespace is refused while sluiced opens its listener in it.
+gate_warm() {
+  local i
+  for i in $(seq 50); do
+    ct_exec "$1" bash -c 'exec 3<>/dev/tcp/bigquery.googleapis.com/443' 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "# the gate never answered in container $1"; return 1
+}

@@ -1,0 +1,420 @@
+/* loop.c - io_uring workers. Each worker owns a ring, a provided-buffer ring for receives and
+ * the connections it accepted; nothing is shared between workers but the listeners and the
+ * read-only environment, so the request path takes no locks. */
+#include <errno.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "loop.h"
+#include "proxy.h"
+
+#define RING_ENTRIES 4096
+#define BUF_COUNT 512         /* receive buffers per worker (power of two) */
+#define BUF_SIZE (16 * 1024)  /* one TLS record fits */
+#define BUF_GROUP 1
+#define TICK_MS 100
+#define MAX_LISTENERS 4096
+
+struct lsock {
+	struct op op; /* accept; owner = this */
+	uint64_t netns;
+};
+
+struct worker {
+	struct loop *l;
+	pthread_t thread;
+	struct io_uring ring;
+	struct io_uring_buf_ring *br;
+	char *bufs;
+	int wake_fd;
+	uint64_t wake_val;
+	struct op wake_op, timer_op;
+	struct __kernel_timespec tick;
+	uint64_t now_ms;
+	atomic_int stopping;
+	uint64_t drain_deadline;
+	void *conns;
+	/* listeners handed over by the main thread, taken under <mu> */
+	pthread_mutex_t mu;
+	struct listener pending[64];
+	int n_pending;
+	struct lsock *socks;
+	int n_socks;
+};
+
+struct loop {
+	struct worker *w;
+	int n;
+	_Atomic(const struct loop_env *) env;
+};
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+const struct loop_env *worker_env(struct worker *w)
+{
+	return atomic_load(&w->l->env);
+}
+
+uint64_t worker_now_ms(struct worker *w)
+{
+	return w->now_ms;
+}
+
+int worker_stopping(struct worker *w)
+{
+	return atomic_load(&w->stopping);
+}
+
+void **worker_conns(struct worker *w)
+{
+	return &w->conns;
+}
+
+/* An SQE, submitting queued ones first when the ring is full. */
+static struct io_uring_sqe *sqe_get(struct worker *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+	if (!sqe) {
+		io_uring_submit(&w->ring);
+		sqe = io_uring_get_sqe(&w->ring);
+	}
+	return sqe;
+}
+
+int worker_recv(struct worker *w, struct op *op, int fd)
+{
+	struct io_uring_sqe *sqe = sqe_get(w);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_recv(sqe, fd, NULL, BUF_SIZE, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = BUF_GROUP;
+	op->kind = OP_RECV;
+	op->fd = fd;
+	op->pending = 1;
+	io_uring_sqe_set_data(sqe, op);
+	return 0;
+}
+
+int worker_send(struct worker *w, struct op *op, int fd, const void *buf, size_t len)
+{
+	struct io_uring_sqe *sqe = sqe_get(w);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_send(sqe, fd, buf, len, MSG_NOSIGNAL);
+	op->kind = OP_SEND;
+	op->fd = fd;
+	op->pending = 1;
+	io_uring_sqe_set_data(sqe, op);
+	return 0;
+}
+
+int worker_connect(struct worker *w, struct op *op, int fd, const struct sockaddr *addr,
+		   socklen_t len)
+{
+	struct io_uring_sqe *sqe = sqe_get(w);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_connect(sqe, fd, addr, len);
+	op->kind = OP_CONNECT;
+	op->fd = fd;
+	op->pending = 1;
+	io_uring_sqe_set_data(sqe, op);
+	return 0;
+}
+
+static void arm_accept(struct worker *w, struct lsock *s)
+{
+	struct io_uring_sqe *sqe = sqe_get(w);
+
+	if (!sqe)
+		return;
+	io_uring_prep_multishot_accept(sqe, s->op.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	s->op.pending = 1;
+	io_uring_sqe_set_data(sqe, &s->op);
+}
+
+static void arm_wake(struct worker *w)
+{
+	struct io_uring_sqe *sqe = sqe_get(w);
+
+	io_uring_prep_read(sqe, w->wake_fd, &w->wake_val, sizeof(w->wake_val), 0);
+	w->wake_op.kind = OP_WAKE;
+	io_uring_sqe_set_data(sqe, &w->wake_op);
+}
+
+static void arm_timer(struct worker *w)
+{
+	struct io_uring_sqe *sqe = sqe_get(w);
+
+	w->tick.tv_sec = 0;
+	w->tick.tv_nsec = TICK_MS * 1000000L;
+	io_uring_prep_timeout(sqe, &w->tick, 0, 0);
+	w->timer_op.kind = OP_TIMER;
+	io_uring_sqe_set_data(sqe, &w->timer_op);
+}
+
+/* Take listeners handed over by the main thread and start accepting on them. */
+static void take_listeners(struct worker *w)
+{
+	int i, j, fds[2];
+
+	pthread_mutex_lock(&w->mu);
+	for (i = 0; i < w->n_pending; i++) {
+		fds[0] = w->pending[i].fd4;
+		fds[1] = w->pending[i].fd6;
+		for (j = 0; j < 2; j++) {
+			struct lsock *s;
+
+			if (fds[j] < 0 || w->n_socks >= MAX_LISTENERS)
+				continue;
+			s = &w->socks[w->n_socks++];
+			s->op.kind = OP_ACCEPT;
+			s->op.fd = fds[j];
+			s->op.owner = s;
+			s->netns = w->pending[i].netns_cookie;
+			if (!worker_stopping(w))
+				arm_accept(w, s);
+		}
+	}
+	w->n_pending = 0;
+	pthread_mutex_unlock(&w->mu);
+}
+
+static void begin_stop(struct worker *w)
+{
+	struct io_uring_sqe *sqe;
+	int i;
+
+	for (i = 0; i < w->n_socks; i++) {
+		if (!w->socks[i].op.pending)
+			continue;
+		sqe = sqe_get(w);
+		io_uring_prep_cancel(sqe, &w->socks[i].op, 0);
+		io_uring_sqe_set_data(sqe, NULL);
+	}
+	w->drain_deadline = w->now_ms + (uint64_t)worker_env(w)->conf->drain_timeout_ms;
+	proxy_shutdown(w, 0);
+}
+
+static void complete(struct worker *w, struct io_uring_cqe *cqe)
+{
+	struct op *op = io_uring_cqe_get_data(cqe);
+	unsigned bid;
+
+	if (!op)
+		return;
+	switch (op->kind) {
+	case OP_ACCEPT:
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			op->pending = 0;
+		if (cqe->res >= 0) {
+			if (worker_stopping(w))
+				close(cqe->res);
+			else
+				proxy_accepted(w, cqe->res, ((struct lsock *)op->owner)->netns);
+		} else if (cqe->res != -ECANCELED) {
+			log_debug("loop", "accept: %s", strerror(-cqe->res));
+		}
+		if (!op->pending && !worker_stopping(w) && cqe->res != -EBADF &&
+		    cqe->res != -EINVAL)
+			arm_accept(w, op->owner);
+		break;
+	case OP_RECV:
+		op->pending = 0;
+		if (cqe->flags & IORING_CQE_F_BUFFER) {
+			bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+			proxy_on_recv(w, op, cqe->res, w->bufs + (size_t)bid * BUF_SIZE,
+				      cqe->res > 0 ? (size_t)cqe->res : 0);
+			io_uring_buf_ring_add(w->br, w->bufs + (size_t)bid * BUF_SIZE, BUF_SIZE,
+					      (unsigned short)bid, io_uring_buf_ring_mask(BUF_COUNT), 0);
+			io_uring_buf_ring_advance(w->br, 1);
+		} else if (cqe->res == -ENOBUFS) {
+			worker_recv(w, op, op->fd); /* every buffer in use: try again */
+		} else {
+			proxy_on_recv(w, op, cqe->res, NULL, 0);
+		}
+		break;
+	case OP_SEND:
+		op->pending = 0;
+		proxy_on_send(w, op, cqe->res);
+		break;
+	case OP_CONNECT:
+		op->pending = 0;
+		proxy_on_connect(w, op, cqe->res);
+		break;
+	case OP_TIMER:
+		w->now_ms = mono_ms();
+		proxy_tick(w);
+		if (worker_stopping(w) && w->now_ms >= w->drain_deadline)
+			proxy_shutdown(w, 1);
+		arm_timer(w);
+		break;
+	case OP_WAKE:
+		take_listeners(w);
+		if (worker_stopping(w) && !w->drain_deadline)
+			begin_stop(w);
+		arm_wake(w);
+		break;
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct io_uring_cqe *cqe;
+	unsigned head, n;
+
+	w->now_ms = mono_ms();
+	arm_wake(w);
+	arm_timer(w);
+	take_listeners(w);
+	while (!(worker_stopping(w) && w->drain_deadline && proxy_count(w) == 0)) {
+		io_uring_submit_and_wait(&w->ring, 1);
+		w->now_ms = mono_ms();
+		n = 0;
+		io_uring_for_each_cqe(&w->ring, head, cqe) {
+			complete(w, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&w->ring, n);
+	}
+	return NULL;
+}
+
+static int worker_init(struct worker *w, struct loop *l, char *err, size_t errlen)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_SUBMIT_ALL };
+	struct io_uring_buf_reg reg = { 0 };
+	size_t ring_bytes = BUF_COUNT * sizeof(struct io_uring_buf);
+	int rc, i;
+
+	w->l = l;
+	w->wake_fd = -1;
+	pthread_mutex_init(&w->mu, NULL);
+	rc = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
+	if (rc) {
+		snprintf(err, errlen, "io_uring_queue_init: %s", strerror(-rc));
+		return -1;
+	}
+	w->br = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	w->bufs = malloc((size_t)BUF_COUNT * BUF_SIZE);
+	w->socks = calloc(MAX_LISTENERS, sizeof(*w->socks));
+	if (w->br == MAP_FAILED || !w->bufs || !w->socks) {
+		snprintf(err, errlen, "out of memory for receive buffers");
+		return -1;
+	}
+	io_uring_buf_ring_init(w->br);
+	reg.ring_addr = (unsigned long)w->br;
+	reg.ring_entries = BUF_COUNT;
+	reg.bgid = BUF_GROUP;
+	rc = io_uring_register_buf_ring(&w->ring, &reg, 0);
+	if (rc) {
+		snprintf(err, errlen, "io_uring_register_buf_ring: %s (needs Linux 5.19+)",
+			 strerror(-rc));
+		return -1;
+	}
+	for (i = 0; i < BUF_COUNT; i++)
+		io_uring_buf_ring_add(w->br, w->bufs + (size_t)i * BUF_SIZE, BUF_SIZE,
+				      (unsigned short)i, io_uring_buf_ring_mask(BUF_COUNT), i);
+	io_uring_buf_ring_advance(w->br, BUF_COUNT);
+	w->wake_fd = eventfd(0, EFD_CLOEXEC);
+	if (w->wake_fd < 0) {
+		snprintf(err, errlen, "eventfd: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+struct loop *loop_start(const struct loop_env *env, int nworkers, char *err, size_t errlen)
+{
+	struct loop *l = calloc(1, sizeof(*l));
+	int i;
+
+	if (!l)
+		return NULL;
+	if (nworkers <= 0)
+		nworkers = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (nworkers <= 0)
+		nworkers = 1;
+	atomic_store(&l->env, env);
+	l->w = calloc((size_t)nworkers, sizeof(*l->w));
+	if (!l->w)
+		return NULL;
+	for (i = 0; i < nworkers; i++) {
+		if (worker_init(&l->w[i], l, err, errlen))
+			return NULL;
+		if (pthread_create(&l->w[i].thread, NULL, worker_main, &l->w[i])) {
+			snprintf(err, errlen, "pthread_create failed");
+			return NULL;
+		}
+		l->n++;
+	}
+	return l;
+}
+
+static void wake(struct worker *w)
+{
+	uint64_t one = 1;
+
+	if (write(w->wake_fd, &one, sizeof(one)) < 0)
+		log_err("loop", "waking a worker: %s", strerror(errno));
+}
+
+void loop_add_listener(struct loop *l, const struct listener *ln)
+{
+	int i;
+
+	for (i = 0; i < l->n; i++) {
+		pthread_mutex_lock(&l->w[i].mu);
+		if (l->w[i].n_pending < 64)
+			l->w[i].pending[l->w[i].n_pending++] = *ln;
+		pthread_mutex_unlock(&l->w[i].mu);
+		wake(&l->w[i]);
+	}
+}
+
+void loop_set_env(struct loop *l, const struct loop_env *env)
+{
+	atomic_store(&l->env, env);
+}
+
+void loop_stop(struct loop *l, int drain_ms)
+{
+	int i;
+
+	(void)drain_ms; /* each worker reads it from the configuration in force */
+	for (i = 0; i < l->n; i++) {
+		atomic_store(&l->w[i].stopping, 1);
+		wake(&l->w[i]);
+	}
+	for (i = 0; i < l->n; i++) {
+		pthread_join(l->w[i].thread, NULL);
+		io_uring_queue_exit(&l->w[i].ring);
+		munmap(l->w[i].br, BUF_COUNT * sizeof(struct io_uring_buf));
+		free(l->w[i].bufs);
+		free(l->w[i].socks);
+		close(l->w[i].wake_fd);
+	}
+	free(l->w);
+	free(l);
+}

@@ -1,0 +1,1066 @@
+/* proxy.c - the life of one agent connection inside a worker.
+ *
+ * Every completion lands in advance(), which moves the connection as far as the bytes at
+ * hand allow, then pump() posts the sends and receives that are now due. One receive and one
+ * send at most per socket: a side is read again only when what it sent before has been
+ * passed on, which is the backpressure in both directions.
+ *
+ *   PEEK -> SPLICE                      not an intercepted host: bytes pass unchanged
+ *        -> DENY (error, close)         by configuration, or fail closed
+ *        -> TLS handshake -> REQ -> UPSTREAM -> RESP -> REQ ...   intercepted host
+ */
+#include <arpa/inet.h>
+#include <stdatomic.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http1.h"
+#include "log.h"
+#include "proxy.h"
+#include "record.h"
+#include "redirect.h"
+#include "tls.h"
+#include "tlshello.h"
+
+#define CLI 0
+#define UP 1
+#define MAX_HEADERS_CAP 1000
+
+enum cstate { C_PEEK, C_SPLICE, C_TLS, C_REQ, C_UPSTREAM, C_RESP, C_CLOSING };
+
+struct buf {
+	char *p;
+	size_t len, off, cap;
+};
+
+struct side {
+	struct op rop, sop, cop;
+	int fd;
+	struct tls_conn *tls;
+	int hs_done, eof, connected, connecting;
+	struct buf in;  /* plaintext received (raw bytes when not terminated) */
+	struct buf out; /* bytes on their way to the socket */
+	uint64_t bytes_in, bytes_out;
+};
+
+struct conn {
+	struct conn *next, *prev;
+	struct worker *w;
+	const struct loop_env *env;
+	struct side s[2];
+	enum cstate st;
+	struct sluice_origin origin;
+	int have_origin;
+	uint64_t netns, opened_ms, deadline, requests;
+	char sni[256], connect_host[256];
+	const char *route, *reason;
+	struct sockaddr_storage up_addr;
+	socklen_t up_len;
+	struct tls_client *up_tls;
+	int close_after_send;
+	/* the request being relayed */
+	struct http1_request req;
+	struct http1_header *req_h;
+	size_t req_last, head_len, body_len, body_have;
+	struct http1_chunked chunk;
+	int in_body, head_is_head;
+	/* the response being relayed */
+	struct http1_response res;
+	struct http1_header *res_h;
+	size_t res_last, res_head_len, res_body_have;
+	struct http1_chunked res_chunk;
+	int res_in_body;
+};
+
+static struct conn **head_of(struct worker *w)
+{
+	return (struct conn **)worker_conns(w);
+}
+
+static _Atomic int count_conns; /* across workers: limits.connections */
+
+int proxy_count(struct worker *w)
+{
+	struct conn *c;
+	int n = 0;
+
+	for (c = *head_of(w); c; c = c->next)
+		n++;
+	return n;
+}
+
+/* --- buffers ------------------------------------------------------------------------------ */
+
+static int buf_append(struct buf *b, const void *p, size_t n, size_t limit)
+{
+	size_t need = b->len + n, cap;
+	char *np;
+
+	if (need > limit)
+		return -1;
+	if (need > b->cap) {
+		cap = b->cap ? b->cap : 4096;
+		while (cap < need)
+			cap *= 2;
+		np = realloc(b->p, cap);
+		if (!np)
+			return -1;
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, p, n);
+	b->len = need;
+	return 0;
+}
+
+/* Drop the first <n> bytes (a finished request) keeping what follows (pipelined ones). */
+static void buf_consume(struct buf *b, size_t n)
+{
+	if (n >= b->len) {
+		b->len = 0;
+	} else {
+		memmove(b->p, b->p + n, b->len - n);
+		b->len -= n;
+	}
+}
+
+static void buf_free(struct buf *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->len = b->off = b->cap = 0;
+}
+
+/* --- lifecycle ---------------------------------------------------------------------------- */
+
+static void pump(struct conn *c);
+static void advance(struct conn *c);
+static void drive_tls(struct conn *c, int i);
+
+static int ops_pending(struct conn *c)
+{
+	int i;
+
+	for (i = 0; i < 2; i++)
+		if (c->s[i].rop.pending || c->s[i].sop.pending || c->s[i].cop.pending)
+			return 1;
+	return 0;
+}
+
+static void conn_free(struct conn *c)
+{
+	const struct sluice_conf *conf = c->env->conf;
+	struct record_conn rc = {
+		.origin = c->have_origin ? &c->origin : NULL, .sni = c->sni,
+		.route = c->route, .reason = c->reason ? c->reason : "",
+		.bytes_in = c->s[CLI].bytes_in, .bytes_out = c->s[CLI].bytes_out,
+		.requests = c->requests, .duration_ms = worker_now_ms(c->w) - c->opened_ms,
+	};
+	int i;
+
+	if (c->have_origin)
+		record_conn(conf->record_dir, &rc);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		*head_of(c->w) = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	for (i = 0; i < 2; i++) {
+		if (c->s[i].fd >= 0)
+			close(c->s[i].fd);
+		tls_conn_free(c->s[i].tls);
+		buf_free(&c->s[i].in);
+		buf_free(&c->s[i].out);
+	}
+	free(c->req_h);
+	free(c->res_h);
+	free(c);
+	count_conns--;
+}
+
+/* Start closing: wake pending operations by shutting the sockets down; the connection is
+ * freed once none is left. <why> is recorded. */
+static void conn_close(struct conn *c, const char *why)
+{
+	int i;
+
+	if (c->st == C_CLOSING)
+		return;
+	if (why && !c->reason)
+		c->reason = why;
+	c->st = C_CLOSING;
+	for (i = 0; i < 2; i++)
+		if (c->s[i].fd >= 0)
+			shutdown(c->s[i].fd, SHUT_RDWR);
+}
+
+/* Queue plaintext for side <i>: encrypted when that side is terminated. */
+static int side_write(struct conn *c, int i, const void *p, size_t n)
+{
+	struct side *s = &c->s[i];
+	char tmp[16384];
+	long k;
+
+	if (!s->tls)
+		return buf_append(&s->out, p, n, SIZE_MAX);
+	if (n && tls_conn_write(s->tls, p, n) != (long)n)
+		return -1;
+	while ((k = tls_conn_take_out(s->tls, tmp, sizeof(tmp))) > 0)
+		if (buf_append(&s->out, tmp, (size_t)k, SIZE_MAX))
+			return -1;
+	return 0;
+}
+
+/* Send the agent a BigQuery-shaped error and close once it is out. */
+static void deny(struct conn *c, int status, const char *status_text, const char *reason,
+		 const char *msg)
+{
+	char out[4096];
+	int n = http1_write_json_error(out, sizeof(out), status, status_text, reason, msg, 0);
+
+	if (!c->reason)
+		c->reason = msg;
+	log_info("proxy", "%s%s%s: %d %s", c->sni[0] ? "" : "", c->sni, c->sni[0] ? "" : "-",
+		 status, msg);
+	if (n > 0)
+		side_write(c, CLI, out, (size_t)n);
+	c->close_after_send = 1;
+	c->s[CLI].eof = 1; /* read nothing more from the agent */
+}
+
+/* --- upstream ----------------------------------------------------------------------------- */
+
+static int parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+	char host[128];
+	const char *colon = strrchr(s, ':');
+	long port;
+
+	if (!colon || (size_t)(colon - s) >= sizeof(host))
+		return -1;
+	memcpy(host, s, (size_t)(colon - s));
+	host[colon - s] = '\0';
+	port = strtol(colon + 1, NULL, 10);
+	if (port < 1 || port > 65535)
+		return -1;
+	memset(ss, 0, sizeof(*ss));
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		host[strlen(host) - 1] = '\0';
+		memmove(host, host + 1, strlen(host));
+	}
+	if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)port);
+		*len = sizeof(*a4);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*a6);
+		return 0;
+	}
+	return -1;
+}
+
+/* Where the origin was going, as a sockaddr. */
+static void origin_addr(struct conn *c)
+{
+	struct sockaddr_in *a4 = (struct sockaddr_in *)&c->up_addr;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&c->up_addr;
+
+	memset(&c->up_addr, 0, sizeof(c->up_addr));
+	if (c->origin.family == AF_INET) {
+		a4->sin_family = AF_INET;
+		memcpy(&a4->sin_addr, &c->origin.addr[12], 4);
+		a4->sin_port = htons(c->origin.port);
+		c->up_len = sizeof(*a4);
+	} else {
+		a6->sin6_family = AF_INET6;
+		memcpy(&a6->sin6_addr, c->origin.addr, 16);
+		a6->sin6_port = htons(c->origin.port);
+		c->up_len = sizeof(*a6);
+	}
+}
+
+/* Choose the upstream for an intercepted host: a configured override, else the address the
+ * agent was connecting to (it resolved the name; TLS verification checks the name). */
+static int choose_upstream(struct conn *c)
+{
+	const struct sluice_conf *conf = c->env->conf;
+	int i;
+
+	c->up_tls = c->env->tls_clients[0];
+	for (i = 0; i < conf->n_overrides; i++) {
+		if (!strcasecmp(conf->overrides[i].host, c->sni)) {
+			c->up_tls = c->env->tls_clients[1 + i];
+			return parse_addr(conf->overrides[i].address, &c->up_addr, &c->up_len);
+		}
+	}
+	if (c->connect_host[0])
+		return -1; /* reached through a CONNECT proxy: the name is not resolved here */
+	origin_addr(c);
+	return 0;
+}
+
+static int upstream_connect(struct conn *c)
+{
+	struct side *u = &c->s[UP];
+	int one = 1;
+
+	u->fd = socket(c->up_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (u->fd < 0)
+		return -1;
+	setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	u->connecting = 1;
+	return worker_connect(c->w, &u->cop, u->fd, (struct sockaddr *)&c->up_addr, c->up_len);
+}
+
+/* --- peek: what is the agent trying to do? ------------------------------------------------ */
+
+static int inspected_port(const struct sluice_conf *conf, uint16_t port)
+{
+	int i;
+
+	for (i = 0; i < conf->n_inspect_ports; i++)
+		if (conf->inspect_ports[i] == port)
+			return 1;
+	return 0;
+}
+
+static void start_splice(struct conn *c)
+{
+	c->route = "splice";
+	c->st = C_SPLICE;
+	origin_addr(c);
+	if (upstream_connect(c))
+		conn_close(c, "cannot connect to the original destination");
+	/* bytes already read stay in s[CLI].in and go out once connected */
+}
+
+static void start_tls(struct conn *c)
+{
+	struct side *a = &c->s[CLI];
+
+	c->route = "intercept";
+	a->tls = tls_conn_server(c->env->tls_server, c->sni);
+	if (!a->tls || tls_conn_feed(a->tls, a->in.p, a->in.len)) {
+		conn_close(c, "TLS setup failed");
+		return;
+	}
+	a->in.len = 0;
+	c->st = C_TLS;
+	c->deadline = worker_now_ms(c->w) + (uint64_t)c->env->conf->handshake_timeout_ms;
+	drive_tls(c, CLI);
+}
+
+/* Strip ":port" from an authority into <out>. */
+static void host_of(struct http1_slice a, char *out, size_t outlen)
+{
+	size_t n = a.len;
+	const char *close = memchr(a.p, ']', a.len);
+	const char *colon = memrchr(a.p, ':', a.len);
+
+	if (colon && (!close || colon > close))
+		n = (size_t)(colon - a.p);
+	if (n >= outlen)
+		n = outlen - 1;
+	memcpy(out, a.p, n);
+	out[n] = '\0';
+}
+
+static void peek(struct conn *c)
+{
+	const struct sluice_conf *conf = c->env->conf;
+	struct side *a = &c->s[CLI];
+	struct http1_limits lim = { conf->max_header_bytes, (size_t)conf->max_headers };
+	struct tlshello h;
+	const char *why = NULL;
+	int rc = tlshello_parse((const uint8_t *)a->in.p, a->in.len, &h, &why);
+	char host[256];
+
+	if (rc == -2)
+		return;
+	if (rc == -1) {
+		conn_close(c, "malformed TLS ClientHello");
+		return;
+	}
+	if (rc == 1) {
+		if (!h.has_sni) {
+			c->route = "deny";
+			if (conf->no_sni == CONF_SPLICE)
+				start_splice(c);
+			else
+				conn_close(c, "TLS without SNI refused (intercept.no_sni)");
+			return;
+		}
+		snprintf(c->sni, sizeof(c->sni), "%s", h.sni);
+		if (c->connect_host[0] && strcasecmp(c->connect_host, c->sni)) {
+			c->route = "deny";
+			conn_close(c, "SNI does not match the CONNECT target");
+			return;
+		}
+		if (conf_host_matches(&conf->hosts, c->sni)) {
+			start_tls(c);
+		} else if (conf->other_tls == CONF_SPLICE && !c->connect_host[0]) {
+			start_splice(c);
+		} else {
+			c->route = "deny";
+			conn_close(c, c->connect_host[0] ? "CONNECT to a host that is not "
+				   "intercepted: not supported" : "TLS to a host that is not "
+				   "intercepted refused (intercept.other_tls)");
+		}
+		return;
+	}
+	/* Not TLS: an HTTP proxy request (CONNECT) or plain HTTP. */
+	if (!c->req_h)
+		c->req_h = calloc((size_t)conf->max_headers, sizeof(*c->req_h));
+	c->req.headers = c->req_h;
+	rc = http1_parse_request(a->in.p, a->in.len, c->req_last, &lim, &c->req, &why);
+	if (rc == -2) {
+		c->req_last = a->in.len;
+		return;
+	}
+	c->req_last = 0;
+	c->route = "deny";
+	if (rc < 0) {
+		deny(c, 400, "INVALID_ARGUMENT", "badRequest", why);
+		return;
+	}
+	if (c->req.is_connect) {
+		host_of(c->req.target, host, sizeof(host));
+		if (c->connect_host[0] || !conf_host_matches(&conf->hosts, host)) {
+			deny(c, 403, "PERMISSION_DENIED", "accessDenied",
+			     "sluice: CONNECT is relayed only to intercepted Google API hosts");
+			return;
+		}
+		snprintf(c->connect_host, sizeof(c->connect_host), "%s", host);
+		buf_consume(&a->in, (size_t)rc);
+		side_write(c, CLI, "HTTP/1.1 200 Connection established\r\n\r\n", 39);
+		return; /* the TLS ClientHello follows: peek again */
+	}
+	host_of(c->req.host, host, sizeof(host));
+	if (conf_host_matches(&conf->hosts, host) || conf->plain_http == CONF_DENY) {
+		deny(c, 403, "PERMISSION_DENIED", "accessDenied",
+		     "sluice: plain HTTP to Google APIs is refused; use https://");
+		return;
+	}
+	start_splice(c);
+}
+
+/* --- HTTP relay ---------------------------------------------------------------------------- */
+
+static int is_hop_by_hop(struct http1_slice n)
+{
+	static const char *const hop[] = { "connection", "keep-alive", "proxy-connection",
+		"proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade",
+		"content-length", "expect", NULL };
+	int i;
+
+	for (i = 0; hop[i]; i++)
+		if (http1_slice_ieq(n, hop[i]))
+			return 1;
+	return 0;
+}
+
+static int out_append(struct buf *b, const char *s, size_t n)
+{
+	return buf_append(b, s, n, SIZE_MAX);
+}
+
+static int out_str(struct buf *b, const char *s)
+{
+	return out_append(b, s, strlen(s));
+}
+
+/* Build the upstream request: same method, target and end-to-end headers; the body (now
+ * contiguous and de-chunked) with a Content-Length. */
+static int send_request(struct conn *c, const char *body, size_t body_len)
+{
+	struct buf b = { 0 };
+	char num[64];
+	size_t i;
+	int rc = 0;
+	const struct http1_request *r = &c->req;
+
+	out_append(&b, r->method.p, r->method.len);
+	out_str(&b, " ");
+	out_append(&b, r->target.p, r->target.len);
+	out_str(&b, " HTTP/1.1\r\n");
+	for (i = 0; i < r->num_headers; i++) {
+		if (is_hop_by_hop(r->headers[i].name))
+			continue;
+		out_append(&b, r->headers[i].name.p, r->headers[i].name.len);
+		out_str(&b, ": ");
+		out_append(&b, r->headers[i].value.p, r->headers[i].value.len);
+		out_str(&b, "\r\n");
+	}
+	out_str(&b, "Via: 1.1 sluice\r\n");
+	if (body_len || r->body != HTTP1_BODY_NONE) {
+		snprintf(num, sizeof(num), "Content-Length: %zu\r\n", body_len);
+		out_str(&b, num);
+	}
+	out_str(&b, "\r\n");
+	out_append(&b, body, body_len);
+	if (!b.p || side_write(c, UP, b.p, b.len))
+		rc = -1;
+	buf_free(&b);
+	return rc;
+}
+
+/* The request is complete in s[CLI].in: check it and relay it. */
+static void request_ready(struct conn *c)
+{
+	char host[256];
+
+	host_of(c->req.host, host, sizeof(host));
+	if (strcasecmp(host, c->sni)) {
+		deny(c, 400, "INVALID_ARGUMENT", "badRequest",
+		     "sluice: the Host header does not match the TLS server name");
+		return;
+	}
+	c->requests++;
+	c->st = C_UPSTREAM;
+	c->deadline = worker_now_ms(c->w) + (uint64_t)c->env->conf->idle_timeout_ms;
+	if (c->s[UP].fd < 0) {
+		if (choose_upstream(c)) {
+			deny(c, 502, "UNAVAILABLE", "backendError",
+			     "sluice: no upstream address for this host (configure "
+			     "upstream.overrides)");
+			return;
+		}
+		if (upstream_connect(c)) {
+			deny(c, 502, "UNAVAILABLE", "backendError",
+			     "sluice: cannot connect to the BigQuery endpoint");
+			return;
+		}
+		c->s[UP].tls = tls_conn_client(c->up_tls, c->sni);
+		if (!c->s[UP].tls) {
+			deny(c, 502, "UNAVAILABLE", "backendError", "sluice: upstream TLS setup failed");
+			return;
+		}
+	}
+	advance(c);
+}
+
+static void parse_request(struct conn *c)
+{
+	const struct sluice_conf *conf = c->env->conf;
+	struct side *a = &c->s[CLI];
+	struct http1_limits lim = { conf->max_header_bytes, (size_t)conf->max_headers };
+	const char *why = NULL;
+	size_t n;
+	long rc;
+
+	if (!c->in_body) {
+		if (!a->in.len)
+			return;
+		c->req.headers = c->req_h;
+		rc = http1_parse_request(a->in.p, a->in.len, c->req_last, &lim, &c->req, &why);
+		if (rc == -2) {
+			c->req_last = a->in.len;
+			if (c->deadline > worker_now_ms(c->w) + (uint64_t)conf->header_timeout_ms)
+				c->deadline = worker_now_ms(c->w) + (uint64_t)conf->header_timeout_ms;
+			return;
+		}
+		c->req_last = 0;
+		if (rc < 0) {
+			deny(c, 400, "INVALID_ARGUMENT", "badRequest", why);
+			return;
+		}
+		if (c->req.is_connect) {
+			deny(c, 400, "INVALID_ARGUMENT", "badRequest", "CONNECT inside TLS");
+			return;
+		}
+		c->head_len = (size_t)rc;
+		c->body_have = 0;
+		c->in_body = 1;
+		if (c->req.body == HTTP1_BODY_LENGTH && c->req.content_length > conf->max_body_bytes) {
+			deny(c, 413, "INVALID_ARGUMENT", "badRequest",
+			     "sluice: request body larger than limits.body_bytes");
+			return;
+		}
+		if (c->req.body == HTTP1_BODY_CHUNKED)
+			http1_chunked_init(&c->chunk, conf->max_body_bytes);
+		if (c->req.expect_continue)
+			side_write(c, CLI, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	}
+	switch (c->req.body) {
+	case HTTP1_BODY_NONE:
+		c->body_len = 0;
+		break;
+	case HTTP1_BODY_LENGTH:
+		if (a->in.len - c->head_len < c->req.content_length)
+			return;
+		c->body_len = c->req.content_length;
+		break;
+	case HTTP1_BODY_CHUNKED:
+		/* decode the bytes not yet decoded, in place, right after the decoded ones */
+		n = a->in.len - c->head_len - c->body_have;
+		rc = http1_chunked_decode(&c->chunk, a->in.p + c->head_len + c->body_have, &n, &why);
+		if (rc == -1) {
+			deny(c, 400, "INVALID_ARGUMENT", "badRequest", why);
+			return;
+		}
+		c->body_have += n;
+		if (rc == -2) {
+			a->in.len = c->head_len + c->body_have;
+			return;
+		}
+		/* pipelined bytes after the body: keep them right behind it */
+		c->body_len = c->body_have;
+		a->in.len = c->head_len + c->body_have + (size_t)rc;
+		break;
+	default:
+		deny(c, 400, "INVALID_ARGUMENT", "badRequest", "unsupported request framing");
+		return;
+	}
+	c->in_body = 0;
+	request_ready(c);
+}
+
+/* Rebuild the response head for the agent around a complete, de-chunked body. */
+static int send_response(struct conn *c, const char *body, size_t body_len)
+{
+	const struct http1_response *r = &c->res;
+	struct buf b = { 0 };
+	char line[128];
+	size_t i;
+	int rc = 0;
+
+	snprintf(line, sizeof(line), "HTTP/1.1 %d ", r->status);
+	out_str(&b, line);
+	out_append(&b, r->reason.p, r->reason.len);
+	out_str(&b, "\r\n");
+	for (i = 0; i < r->num_headers; i++) {
+		if (is_hop_by_hop(r->headers[i].name))
+			continue;
+		out_append(&b, r->headers[i].name.p, r->headers[i].name.len);
+		out_str(&b, ": ");
+		out_append(&b, r->headers[i].value.p, r->headers[i].value.len);
+		out_str(&b, "\r\n");
+	}
+	if (!(r->status < 200 || r->status == 204 || r->status == 304)) {
+		snprintf(line, sizeof(line), "Content-Length: %zu\r\n",
+			 c->head_is_head ? (size_t)r->content_length : body_len);
+		out_str(&b, line);
+	}
+	if (!c->req.keep_alive || !r->keep_alive)
+		out_str(&b, "Connection: close\r\n");
+	out_str(&b, "\r\n");
+	out_append(&b, body, body_len);
+	if (!b.p || side_write(c, CLI, b.p, b.len))
+		rc = -1;
+	buf_free(&b);
+	return rc;
+}
+
+static void parse_response(struct conn *c)
+{
+	const struct sluice_conf *conf = c->env->conf;
+	struct side *u = &c->s[UP];
+	struct http1_limits lim = { conf->max_header_bytes, (size_t)conf->max_headers };
+	const char *why = NULL;
+	size_t n, body_len = 0;
+	long rc;
+
+	if (!c->res_in_body) {
+		if (!c->res_h)
+			c->res_h = calloc((size_t)conf->max_headers, sizeof(*c->res_h));
+		c->res.headers = c->res_h;
+		rc = http1_parse_response(u->in.p, u->in.len, c->res_last, &lim,
+					  c->head_is_head ? HTTP1_REQ_HEAD : HTTP1_REQ_OTHER,
+					  &c->res, &why);
+		if (rc == -2) {
+			c->res_last = u->in.len;
+			if (u->eof)
+				deny(c, 502, "UNAVAILABLE", "backendError",
+				     "sluice: BigQuery closed the connection without a response");
+			return;
+		}
+		c->res_last = 0;
+		if (rc < 0) {
+			deny(c, 502, "UNAVAILABLE", "backendError", why);
+			return;
+		}
+		if (c->res.status < 200) { /* interim: drop it, wait for the final one */
+			buf_consume(&u->in, (size_t)rc);
+			parse_response(c);
+			return;
+		}
+		c->res_head_len = (size_t)rc;
+		c->res_body_have = 0;
+		c->res_in_body = 1;
+		if (c->res.body == HTTP1_BODY_CHUNKED)
+			http1_chunked_init(&c->res_chunk, conf->max_body_bytes);
+	}
+	switch (c->res.body) {
+	case HTTP1_BODY_NONE:
+		break;
+	case HTTP1_BODY_LENGTH:
+		if (c->res.content_length > conf->max_body_bytes) {
+			deny(c, 502, "UNAVAILABLE", "backendError",
+			     "sluice: response larger than limits.body_bytes");
+			return;
+		}
+		if (u->in.len - c->res_head_len < c->res.content_length) {
+			if (u->eof)
+				deny(c, 502, "UNAVAILABLE", "backendError",
+				     "sluice: BigQuery's response was cut short");
+			return;
+		}
+		body_len = c->res.content_length;
+		break;
+	case HTTP1_BODY_CHUNKED:
+		n = u->in.len - c->res_head_len - c->res_body_have;
+		rc = http1_chunked_decode(&c->res_chunk, u->in.p + c->res_head_len + c->res_body_have,
+					  &n, &why);
+		if (rc == -1) {
+			deny(c, 502, "UNAVAILABLE", "backendError", why);
+			return;
+		}
+		c->res_body_have += n;
+		u->in.len = c->res_head_len + c->res_body_have + (rc > 0 ? (size_t)rc : 0);
+		if (rc == -2) {
+			if (u->eof)
+				deny(c, 502, "UNAVAILABLE", "backendError",
+				     "sluice: BigQuery's response was cut short");
+			return;
+		}
+		body_len = c->res_body_have;
+		break;
+	case HTTP1_BODY_UNTIL_CLOSE:
+		if (!u->eof)
+			return;
+		body_len = u->in.len - c->res_head_len;
+		c->res.keep_alive = 0;
+		break;
+	}
+	c->res_in_body = 0;
+	if (send_response(c, u->in.p + c->res_head_len, body_len)) {
+		conn_close(c, "out of memory");
+		return;
+	}
+	buf_consume(&u->in, c->res_head_len + body_len);
+	if (!c->res.keep_alive) {
+		/* the upstream connection is done; a later request opens a new one */
+		close(u->fd);
+		u->fd = -1;
+		tls_conn_free(u->tls);
+		u->tls = NULL;
+		u->hs_done = u->eof = u->connected = 0;
+		u->in.len = 0;
+	}
+	buf_consume(&c->s[CLI].in, c->head_len + c->body_len);
+	if (!c->req.keep_alive) {
+		c->close_after_send = 1;
+		c->s[CLI].eof = 1;
+	}
+	c->st = C_REQ;
+	c->deadline = worker_now_ms(c->w) + (uint64_t)conf->idle_timeout_ms;
+}
+
+/* --- the state machine -------------------------------------------------------------------- */
+
+static void drive_tls(struct conn *c, int i)
+{
+	struct side *s = &c->s[i];
+	const char *why = NULL;
+	char tmp[16384];
+	long k;
+	int rc;
+
+	if (!s->hs_done) {
+		rc = tls_conn_handshake(s->tls, &why);
+		side_write(c, i, NULL, 0); /* flush handshake records */
+		if (rc < 0) {
+			if (i == UP) {
+				char msg[512];
+
+				snprintf(msg, sizeof(msg), "sluice: upstream TLS verification failed "
+					 "for %s: %s; nothing was forwarded", c->sni,
+					 why ? why : "handshake failed");
+				log_warn("proxy", "%s", msg);
+				deny(c, 502, "UNAVAILABLE", "backendError", msg);
+				c->st = C_RESP; /* keep the agent's side writable */
+			} else {
+				conn_close(c, why ? why : "TLS handshake with the agent failed");
+			}
+			return;
+		}
+		if (rc == 0)
+			return;
+		s->hs_done = 1;
+		if (i == CLI) {
+			c->st = C_REQ;
+			c->deadline = worker_now_ms(c->w) + (uint64_t)c->env->conf->header_timeout_ms;
+		}
+	}
+	while ((k = tls_conn_read(s->tls, tmp, sizeof(tmp))) > 0) {
+		if (buf_append(&s->in, tmp, (size_t)k,
+			       c->env->conf->max_header_bytes + c->env->conf->max_body_bytes)) {
+			if (i == CLI)
+				deny(c, 413, "INVALID_ARGUMENT", "badRequest",
+				     "sluice: request larger than the configured limits");
+			else
+				deny(c, 502, "UNAVAILABLE", "backendError",
+				     "sluice: response larger than limits.body_bytes");
+			return;
+		}
+	}
+	if (k == -1 || k == -2)
+		s->eof = 1;
+}
+
+static void advance(struct conn *c)
+{
+	struct side *a = &c->s[CLI], *u = &c->s[UP];
+
+	if (c->st == C_CLOSING)
+		return;
+	if (a->tls && !c->close_after_send)
+		drive_tls(c, CLI);
+	if (u->tls && u->connected && c->st != C_CLOSING)
+		drive_tls(c, UP);
+	switch (c->st) {
+	case C_PEEK:
+		peek(c);
+		break;
+	case C_SPLICE:
+		if (u->connected && a->in.len && !u->out.len) {
+			buf_append(&u->out, a->in.p, a->in.len, SIZE_MAX);
+			a->bytes_in += a->in.len;
+			a->in.len = 0;
+		}
+		if (u->in.len && !a->out.len) {
+			buf_append(&a->out, u->in.p, u->in.len, SIZE_MAX);
+			u->in.len = 0;
+		}
+		if ((a->eof && !u->out.len) || (u->eof && !a->out.len))
+			c->close_after_send = 1;
+		break;
+	case C_TLS:
+		break;
+	case C_REQ:
+		if (!c->close_after_send)
+			parse_request(c);
+		else if (a->eof && !a->out.len)
+			conn_close(c, NULL);
+		break;
+	case C_UPSTREAM:
+		if (u->hs_done) {
+			c->head_is_head = http1_slice_ieq(c->req.method, "HEAD");
+			if (send_request(c, a->in.p + c->head_len, c->body_len)) {
+				conn_close(c, "out of memory");
+				break;
+			}
+			c->st = C_RESP;
+		}
+		break;
+	case C_RESP:
+		if (!c->close_after_send)
+			parse_response(c);
+		break;
+	case C_CLOSING:
+		break;
+	}
+	if (c->st != C_CLOSING && a->eof && !c->close_after_send &&
+	    (c->st == C_PEEK || c->st == C_TLS || (c->st == C_REQ && !c->in_body && !a->in.len)))
+		conn_close(c, NULL);
+	if (c->st != C_CLOSING && a->eof && c->st != C_SPLICE && c->st != C_REQ &&
+	    !c->close_after_send)
+		conn_close(c, "the agent closed the connection mid-request");
+}
+
+/* Post what is due: sends of queued bytes, receives where more input is wanted. */
+static void pump(struct conn *c)
+{
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		struct side *s = &c->s[i];
+
+		if (s->fd < 0 || c->st == C_CLOSING)
+			continue;
+		if (s->out.len > s->out.off && !s->sop.pending && (i == CLI || s->connected))
+			worker_send(c->w, &s->sop, s->fd, s->out.p + s->out.off, s->out.len - s->out.off);
+	}
+	if (c->close_after_send && !c->s[CLI].out.len && !c->s[CLI].sop.pending &&
+	    c->st != C_CLOSING)
+		conn_close(c, NULL);
+	if (c->st != C_CLOSING) {
+		struct side *a = &c->s[CLI], *u = &c->s[UP];
+		int want_a = !a->eof && !a->rop.pending && !c->close_after_send &&
+			     (c->st != C_SPLICE || !u->out.len) &&
+			     (c->st != C_RESP && c->st != C_UPSTREAM);
+		int want_u = u->fd >= 0 && u->connected && !u->eof && !u->rop.pending &&
+			     (c->st == C_UPSTREAM || c->st == C_RESP ||
+			      (c->st == C_SPLICE && !a->out.len));
+
+		if (want_a)
+			worker_recv(c->w, &a->rop, a->fd);
+		if (want_u)
+			worker_recv(c->w, &u->rop, u->fd);
+	}
+	if (c->st == C_CLOSING && !ops_pending(c))
+		conn_free(c);
+}
+
+/* --- completions -------------------------------------------------------------------------- */
+
+void proxy_accepted(struct worker *w, int fd, uint64_t netns)
+{
+	const struct loop_env *env = worker_env(w);
+	struct sockaddr_storage peer;
+	socklen_t plen = sizeof(peer);
+	struct conn *c;
+	int i, one = 1;
+
+	if (count_conns >= env->conf->max_connections || worker_stopping(w) ||
+	    getpeername(fd, (struct sockaddr *)&peer, &plen)) {
+		close(fd);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	count_conns++;
+	c->w = w;
+	c->env = env;
+	c->netns = netns;
+	c->opened_ms = worker_now_ms(w);
+	c->route = "deny";
+	for (i = 0; i < 2; i++) {
+		c->s[i].fd = -1;
+		c->s[i].rop.owner = c->s[i].sop.owner = c->s[i].cop.owner = c;
+		c->s[i].rop.side = c->s[i].sop.side = c->s[i].cop.side = (uint8_t)i;
+	}
+	c->s[CLI].fd = fd;
+	c->next = *head_of(w);
+	if (c->next)
+		c->next->prev = c;
+	*head_of(w) = c;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->req_h = calloc((size_t)env->conf->max_headers, sizeof(*c->req_h));
+	c->have_origin = redirect_origin(env->redirect, netns, (struct sockaddr *)&peer,
+					 &c->origin) == 0;
+	if (!c->have_origin || !c->req_h) {
+		/* Not redirected by sluice (someone dialled the listener): nothing to serve. */
+		log_warn("proxy", "connection not made through the redirect: closed");
+		conn_close(c, "not redirected");
+		pump(c);
+		return;
+	}
+	c->deadline = c->opened_ms + (uint64_t)env->conf->handshake_timeout_ms;
+	if (!inspected_port(env->conf, c->origin.port))
+		start_splice(c); /* server-speaks-first protocols must not wait for the agent */
+	pump(c);
+}
+
+void proxy_on_recv(struct worker *w, struct op *op, int res, const char *data, size_t len)
+{
+	struct conn *c = op->owner;
+	struct side *s = &c->s[op->side];
+
+	if (c->st != C_CLOSING) {
+		if (res <= 0) {
+			s->eof = 1;
+		} else {
+			if (op->side == CLI)
+				s->bytes_in += len * (c->st != C_SPLICE);
+			if (s->tls) {
+				if (tls_conn_feed(s->tls, data, len))
+					conn_close(c, "TLS input error");
+			} else if (buf_append(&s->in, data, len, c->env->conf->max_header_bytes +
+							 c->env->conf->max_body_bytes)) {
+				conn_close(c, "input larger than the configured limits");
+			}
+		}
+		advance(c);
+	}
+	pump(c);
+}
+
+void proxy_on_send(struct worker *w, struct op *op, int res)
+{
+	struct conn *c = op->owner;
+	struct side *s = &c->s[op->side];
+
+	if (res < 0) {
+		conn_close(c, "send failed");
+	} else {
+		s->out.off += (size_t)res;
+		if (op->side == CLI)
+			s->bytes_out += (size_t)res;
+		if (s->out.off == s->out.len)
+			s->out.off = s->out.len = 0;
+		advance(c);
+	}
+	pump(c);
+}
+
+void proxy_on_connect(struct worker *w, struct op *op, int res)
+{
+	struct conn *c = op->owner;
+	struct side *u = &c->s[UP];
+
+	u->connecting = 0;
+	if (c->st != C_CLOSING) {
+		if (res < 0) {
+			if (c->st == C_SPLICE) {
+				conn_close(c, "original destination refused the connection");
+			} else {
+				deny(c, 502, "UNAVAILABLE", "backendError",
+				     "sluice: cannot connect to the BigQuery endpoint");
+				c->st = C_RESP;
+			}
+		} else {
+			u->connected = 1;
+			advance(c);
+		}
+	}
+	pump(c);
+}
+
+void proxy_tick(struct worker *w)
+{
+	struct conn *c, *next;
+	uint64_t now = worker_now_ms(w);
+
+	for (c = *head_of(w); c; c = next) {
+		next = c->next;
+		if (c->st != C_CLOSING && c->deadline && now > c->deadline) {
+			conn_close(c, c->st == C_PEEK || c->st == C_TLS ? "handshake timeout"
+				      : c->st == C_REQ ? "idle or header timeout" : "timeout");
+			pump(c);
+		}
+	}
+}
+
+void proxy_shutdown(struct worker *w, int force)
+{
+	struct conn *c, *next;
+
+	for (c = *head_of(w); c; c = next) {
+		next = c->next;
+		if (force || c->st == C_PEEK || c->st == C_TLS ||
+		    (c->st == C_REQ && !c->in_body && !c->s[CLI].in.len)) {
+			conn_close(c, "sluiced is stopping");
+			pump(c);
+		} else {
+			c->req.keep_alive = 0; /* finish this request, then close */
+		}
+	}
+}
