@@ -56,7 +56,7 @@ done
 # Nothing of the tests may outlive them: cgroups, network namespaces, processes.
 if [ $# -eq 0 ]; then
   cg2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
-  left=$( { ls -d "$cg2"/sluice-test-* 2>/dev/null; ip netns list 2>/dev/null | grep -o '^sluice-test-[^ ]*';
+  left=$( { ls -d "$cg2"/sluice-test-* /sys/fs/bpf/sluice-test-* 2>/dev/null; ip netns list 2>/dev/null | grep -o '^sluice-test-[^ ]*';
             pgrep -a -f '[b]uild/sluiced|[t]ests/standin/server.mjs'; } )
   if [ -n "$left" ]; then
     fail=$((fail + 1)); echo "FAIL  leftovers                        the tests left behind:"
