@@ -342,6 +342,7 @@ static void start_splice(struct conn *c)
 {
 	c->route = "splice";
 	c->st = C_SPLICE;
+	c->deadline = worker_now_ms(c->w) + (uint64_t)c->env->conf->idle_timeout_ms;
 	origin_addr(c);
 	if (upstream_connect(c))
 		conn_close(c, "cannot connect to the original destination");
@@ -839,7 +840,6 @@ static void advance(struct conn *c)
 	case C_SPLICE:
 		if (u->connected && a->in.len && !u->out.len) {
 			buf_append(&u->out, a->in.p, a->in.len, SIZE_MAX);
-			a->bytes_in += a->in.len;
 			a->in.len = 0;
 		}
 		if (u->in.len && !a->out.len) {
@@ -979,7 +979,9 @@ void proxy_on_recv(struct worker *w, struct op *op, int res, const char *data, s
 			s->eof = 1;
 		} else {
 			if (op->side == CLI)
-				s->bytes_in += len * (c->st != C_SPLICE);
+				s->bytes_in += len;
+			if (c->st == C_SPLICE) /* spliced: any traffic keeps it alive */
+				c->deadline = worker_now_ms(w) + (uint64_t)c->env->conf->idle_timeout_ms;
 			if (s->tls) {
 				if (tls_conn_feed(s->tls, data, len))
 					conn_close(c, "TLS input error");
