@@ -74,8 +74,8 @@ $(B)/tests/unit/%: tests/unit/%.c $(B)/libsluice.a tests/lib/tap.h | $(SKELS)
 check: all $(UNITS)
 	@tests/run.sh $(T)
 
-demo: all
-	scripts/demo.sh
+demo:
+	scripts/install-deps.sh && $(MAKE) all && scripts/demo.sh
 
 bench: all
 	scripts/bench.sh
