@@ -61,6 +61,7 @@ struct conn {
 	uint64_t netns, opened_ms, deadline, requests;
 	char sni[256], connect_host[256];
 	const char *route, *reason;
+	char reason_buf[512]; /* owns a deny() message built on the caller's stack */
 	struct sockaddr_storage up_addr;
 	socklen_t up_len;
 	struct tls_client *up_tls;
@@ -226,8 +227,10 @@ static void deny(struct conn *c, int status, const char *status_text, const char
 	char out[4096];
 	int n = http1_write_json_error(out, sizeof(out), status, status_text, reason, msg, 0);
 
-	if (!c->reason)
-		c->reason = msg;
+	if (!c->reason) { /* msg may be the caller's stack buffer: keep a copy */
+		snprintf(c->reason_buf, sizeof(c->reason_buf), "%s", msg);
+		c->reason = c->reason_buf;
+	}
 	log_info("proxy", "%s%s%s: %d %s", c->sni[0] ? "" : "", c->sni, c->sni[0] ? "" : "-",
 		 status, msg);
 	if (n > 0)
