@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,7 +175,7 @@ static int attach_cgroup(struct redirect *r, const char *cg2, const char *path, 
 		struct bpf_program *p = prog_at(r->skel, i, &name);
 
 		link_path(pin, sizeof(pin), r->pin_dir, a->cgid, name);
-		a->links[i] = bpf_link__open(pin);
+		a->links[i] = access(pin, F_OK) == 0 ? bpf_link__open(pin) : NULL;
 		if (a->links[i]) {
 			rc = bpf_link__update_program(a->links[i], p);
 			if (rc) {
@@ -306,6 +307,25 @@ int redirect_apply(struct redirect *r, const struct sluice_conf *conf, char *err
 	return 0;
 }
 
+/* libbpf's own messages go through sluiced's log: warnings stay visible, the rest is debug. */
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char line[512];
+	size_t n;
+
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	n = strlen(line);
+	if (n && line[n - 1] == '\n')
+		line[n - 1] = '\0';
+	if (level == LIBBPF_WARN)
+		log_warn("libbpf", "%s", line);
+	else
+		log_debug("libbpf", "%s", line);
+	return 0;
+}
+
 static int on_event(void *ctx, void *data, size_t len)
 {
 	struct redirect *r = ctx;
@@ -329,6 +349,7 @@ struct redirect *redirect_open(const struct sluice_conf *conf, redirect_event_fn
 	}
 	r->fn = fn;
 	r->arg = arg;
+	libbpf_set_print(libbpf_log);
 	snprintf(r->pin_dir, sizeof(r->pin_dir), "%s", conf->bpf_pin_dir);
 	if (ensure_bpffs(r->pin_dir, err, errlen))
 		goto fail;

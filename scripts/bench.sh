@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# make bench: sluiced against a direct connection and haproxy, in one run, on this machine.
+#
+# The upstream is nginx serving canned BigQuery getQueryResults pages over TLS (never the
+# bottleneck). wrk fetches one page with keep-alive over TLS:
+#   direct   wrk -> nginx
+#   haproxy  wrk -> haproxy (TLS re-termination) -> nginx
+#   sluiced  wrk in an enforced test container -> eBPF redirect -> sluiced -> nginx
+#   splice   wrk in the container -> sluiced splicing a non-intercepted host -> nginx
+# then sluiced's memory per idle TLS connection with N idle connections.
+# Needs root and cgroup v2. Prints a Markdown table (also saved to build/bench.md).
+set -u
+cd "$(dirname "$0")/.." || exit 1
+. tests/lib/container.sh
+. tests/e2e/lib/gate.sh
+ct_require
+DUR=${BENCH_SECONDS:-8}
+CONNS=${BENCH_CONNS:-32}
+IDLE=${BENCH_IDLE:-10000}
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
+
+GATE_DIR=$(mktemp -d /tmp/sluice-bench.XXXXXX)
+# nginx and haproxy stop with their workers on TERM; the gate's clean-up then does the rest.
+eval "gate_cleanup() $(declare -f ct_on_cleanup | tail -n +2)"
+ct_on_cleanup() {
+  [ -f "$GATE_DIR/nginx/nginx.pid" ] && kill -TERM "$(cat "$GATE_DIR/nginx/nginx.pid")" 2>/dev/null
+  [ -f "$GATE_DIR/haproxy.pid" ] && kill -TERM $(cat "$GATE_DIR/haproxy.pid") 2>/dev/null
+  sleep 0.3
+  gate_cleanup
+}
+trap ct_cleanup EXIT
+d=$GATE_DIR
+tests/standin/mkcerts.sh "$d/standin" >/dev/null
+
+# Canned getQueryResults pages: ~1.5 KB and ~110 KB.
+node -e '
+const fs = require("fs");
+function page(rows) {
+  const r = [];
+  for (let i = 0; i < rows; i++)
+    r.push({ f: [{ v: String(i) }, { v: "Customer " + i }, { v: "customer" + i + "@example.com" },
+                 { v: "+1-555-01" + String(i % 100).padStart(2, "0") }] });
+  return JSON.stringify({ kind: "bigquery#getQueryResultsResponse", etag: "x",
+    schema: { fields: [{ name: "customer_id", type: "INTEGER" }, { name: "name", type: "STRING" },
+      { name: "email", type: "STRING" }, { name: "phone", type: "STRING" }] },
+    jobReference: { projectId: "demo-project", jobId: "bench", location: "US" },
+    totalRows: String(rows), rows: r, totalBytesProcessed: "0", jobComplete: true, cacheHit: false });
+}
+fs.writeFileSync(process.argv[1] + "/small.json", page(14));
+fs.writeFileSync(process.argv[1] + "/large.json", page(1100));' "$d"
+
+NGX=$((30000 + $$ % 10000)); HAP=$((NGX + 1)); GATE_PORT=$((NGX + 2))
+mkdir -p "$d/nginx"
+cat > "$d/nginx.conf" <<NGX
+worker_processes 1;
+pid $d/nginx/nginx.pid;
+error_log $d/nginx/error.log;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  client_body_temp_path $d/nginx; proxy_temp_path $d/nginx; fastcgi_temp_path $d/nginx;
+  uwsgi_temp_path $d/nginx; scgi_temp_path $d/nginx;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$NGX ssl;
+    listen 127.0.0.1:443 ssl;
+    ssl_certificate $d/standin/server.pem;
+    ssl_certificate_key $d/standin/server.key;
+    default_type application/json;
+    location /bigquery/v2/projects/demo-project/queries/small { alias $d/small.json; }
+    location /bigquery/v2/projects/demo-project/queries/large { alias $d/large.json; }
+  }
+}
+NGX
+nginx -c "$d/nginx.conf" || { echo "bench: nginx did not start"; exit 1; }
+
+cat > "$d/haproxy.cfg" <<HAP
+global
+  nbthread 2
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:$HAP ssl crt $d/standin/haproxy.pem alpn http/1.1
+  default_backend be
+backend be
+  http-reuse always
+  server s1 127.0.0.1:$NGX ssl verify required ca-file $d/standin/ca.pem sni str(bigquery.googleapis.com)
+HAP
+cat "$d/standin/server.pem" "$d/standin/server.key" > "$d/standin/haproxy.pem"
+haproxy -f "$d/haproxy.cfg" -D -p "$d/haproxy.pid" || { echo "bench: haproxy did not start"; exit 1; }
+
+ct_create bench 127.0.0.1
+STANDIN_PORT=$NGX
+gate_config "$(ct_cgroup bench)" || exit 1
+gate_start || exit 1
+gate_warm bench || exit 1
+
+# wrk URL -> "rps p50 p99" (latencies in ms)
+run_wrk() {
+  "$@" 2>&1 | awk '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) } /^Requests\/sec/ { rps = $2 }
+    END { printf "%d %.2f %.2f\n", rps, p50, p99 }'
+}
+wrk_args=(-t2 -c"$CONNS" -d"${DUR}s" --latency)
+path=/bigquery/v2/projects/demo-project/queries
+rows=()
+for size in small large; do
+  direct=$(run_wrk wrk "${wrk_args[@]}" "https://127.0.0.1:$NGX$path/$size")
+  hap=$(run_wrk wrk "${wrk_args[@]}" "https://127.0.0.1:$HAP$path/$size")
+  slu=$(run_wrk ct_exec bench wrk "${wrk_args[@]}" "https://bigquery.googleapis.com$path/$size")
+  spl=$(run_wrk ct_exec bench wrk "${wrk_args[@]}" "https://storage.googleapis.com$path/$size")
+  rows+=("$size|$direct|$hap|$slu|$spl")
+done
+
+# Memory per idle connection: IDLE agent connections through the gate, TLS established, no
+# request in flight (an upstream connection is opened only for a request).
+rss() { awk '/^VmRSS/ { print $2 }' "/proc/$SLUICED_PID/status"; }
+before=$(rss)
+ct_exec bench node -e '
+const tls = require("tls"); const n = +process.argv[1]; let up = 0; const socks = [];
+function one() {
+  const s = tls.connect({ host: "bigquery.googleapis.com", port: 443, rejectUnauthorized: false,
+    servername: "bigquery.googleapis.com" }, () => {
+    if (++up === n) { console.log("up " + up); setTimeout(() => process.exit(0), 4000); }
+  });
+  s.on("error", (e) => { console.error(e.message); process.exit(1); });
+  socks.push(s);
+}
+let i = 0; (function more() { for (let k = 0; k < 200 && i < n; k++, i++) one(); if (i < n) setTimeout(more, 10); })();
+' "$IDLE" > "$d/idle.out" 2>&1 &
+idle_pid=$!
+for _ in $(seq 600); do grep -q "^up" "$d/idle.out" && break; sleep 0.1; done
+sleep 1
+after=$(rss)
+wait $idle_pid
+per_conn=$(( (after - before) * 1024 / IDLE ))
+
+{
+  echo "| page | direct rps | direct p50/p99 ms | haproxy rps | haproxy p50/p99 ms | sluiced rps | sluiced p50/p99 ms | spliced rps | spliced p50/p99 ms |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  for r in "${rows[@]}"; do
+    IFS='|' read -r size a b c e <<< "$r"
+    set -- $a; da=$1; dp="$2/$3"; set -- $b; ha=$1; hp="$2/$3"
+    set -- $c; sa=$1; sp="$2/$3"; set -- $e; pa=$1; pp="$2/$3"
+    [ "$size" = small ] && size="≈1.5 KB" || size="≈110 KB"
+    echo "| $size | $da | $dp | $ha | $hp | $sa | $sp | $pa | $pp |"
+  done
+  echo
+  echo "sluiced memory with $IDLE idle TLS connections: $(( (after - before) / 1024 )) MiB more RSS, $per_conn bytes per connection ($(grep -c . "$d/idle.out") line(s) from the client: $(head -1 "$d/idle.out"))."
+  echo "wrk: 2 threads, $CONNS connections, ${DUR}s per cell; sluiced 2 workers, haproxy 2 threads, nginx 1 worker; $(nproc) cores."
+} | tee build/bench.md
