@@ -51,6 +51,7 @@ fs.writeFileSync(process.argv[1] + "/large.json", page(1100));' "$d"
 
 NGX=$((30000 + $$ % 10000)); HAP=$((NGX + 1)); GATE_PORT=$((NGX + 2))
 mkdir -p "$d/nginx"
+chmod 0755 "$d"; chmod 0644 "$d"/*.json  # nginx's workers run unprivileged
 cat > "$d/nginx.conf" <<NGX
 worker_processes 1;
 pid $d/nginx/nginx.pid;
@@ -104,12 +105,23 @@ gate_warm bench || exit 1
 run_wrk() {
   "$@" 2>&1 | awk '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    /Non-2xx/ { bad = $NF } /Socket errors/ { print "bench: " $0 > "/dev/stderr" }
     /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) } /^Requests\/sec/ { rps = $2 }
-    END { printf "%d %.2f %.2f\n", rps, p50, p99 }'
+    END { if (bad) printf "0(%s-non-2xx) 0 0\n", bad; else printf "%d %.2f %.2f\n", rps, p50, p99 }'
 }
 wrk_args=(-t2 -c"$CONNS" -d"${DUR}s" --latency)
 path=/bigquery/v2/projects/demo-project/queries
 rows=()
+# Every path serves the same bytes (checked), so the cells compare like with like.
+for size in small large; do
+  for probe in "curl -sk https://127.0.0.1:$NGX$path/$size" "curl -sk https://127.0.0.1:$HAP$path/$size" \
+               "ct_exec bench curl -sk https://bigquery.googleapis.com$path/$size" \
+               "ct_exec bench curl -sk https://storage.googleapis.com$path/$size"; do
+    got=$($probe | sha256sum)
+    [ "$got" = "$(sha256sum < "$d/$size.json")" ] || { echo "bench: $probe did not return $size.json"; exit 1; }
+  done
+  sizes+=("$size=$(stat -c %s "$d/$size.json")")
+done
 for size in small large; do
   direct=$(run_wrk wrk "${wrk_args[@]}" "https://127.0.0.1:$NGX$path/$size")
   hap=$(run_wrk wrk "${wrk_args[@]}" "https://127.0.0.1:$HAP$path/$size")
@@ -153,5 +165,6 @@ per_conn=$(( (after - before) * 1024 / IDLE ))
   done
   echo
   echo "sluiced memory with $IDLE idle TLS connections: $(( (after - before) / 1024 )) MiB more RSS, $per_conn bytes per connection ($(grep -c . "$d/idle.out") line(s) from the client: $(head -1 "$d/idle.out"))."
+  echo "Page sizes in bytes: ${sizes[*]}."
   echo "wrk: 2 threads, $CONNS connections, ${DUR}s per cell; sluiced 2 workers, haproxy 2 threads, nginx 1 worker; $(nproc) cores."
 } | tee build/bench.md

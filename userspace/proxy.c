@@ -32,6 +32,7 @@
 #define CLI 0
 #define UP 1
 #define MAX_HEADERS_CAP 1000
+#define SPLICE_WINDOW (256 * 1024) /* bytes queued toward one side before reading stops */
 
 enum cstate { C_PEEK, C_SPLICE, C_TLS, C_REQ, C_UPSTREAM, C_RESP, C_CLOSING };
 
@@ -46,7 +47,8 @@ struct side {
 	struct tls_conn *tls;
 	int hs_done, eof, connected, connecting;
 	struct buf in;  /* plaintext received (raw bytes when not terminated) */
-	struct buf out; /* bytes on their way to the socket */
+	struct buf out; /* bytes of the send in flight: never moved while the kernel reads them */
+	struct buf q;   /* bytes queued behind it; swapped into <out> when the send completes */
 	uint64_t bytes_in, bytes_out;
 };
 
@@ -121,6 +123,12 @@ static int buf_append(struct buf *b, const void *p, size_t n, size_t limit)
 	return 0;
 }
 
+/* Bytes a side still has to send, in flight or queued. */
+static size_t unsent(const struct side *s)
+{
+	return s->out.len - s->out.off + s->q.len;
+}
+
 /* Drop the first <n> bytes (a finished request) keeping what follows (pipelined ones). */
 static void buf_consume(struct buf *b, size_t n)
 {
@@ -180,6 +188,7 @@ static void conn_free(struct conn *c)
 		tls_conn_free(c->s[i].tls);
 		buf_free(&c->s[i].in);
 		buf_free(&c->s[i].out);
+		buf_free(&c->s[i].q);
 	}
 	free(c->req_h);
 	free(c->res_h);
@@ -203,20 +212,44 @@ static void conn_close(struct conn *c, const char *why)
 			shutdown(c->s[i].fd, SHUT_RDWR);
 }
 
-/* Queue plaintext for side <i>: encrypted when that side is terminated. */
+/* Make room for <n> more bytes at the end of <b>. Returns 0 or -1. */
+static int buf_reserve(struct buf *b, size_t n)
+{
+	size_t cap = b->cap ? b->cap : 4096;
+	char *np;
+
+	if (b->len + n <= b->cap)
+		return 0;
+	while (cap < b->len + n)
+		cap *= 2;
+	np = realloc(b->p, cap);
+	if (!np)
+		return -1;
+	b->p = np;
+	b->cap = cap;
+	return 0;
+}
+
+/* Queue plaintext for side <i>: encrypted when that side is terminated, the ciphertext
+ * read straight into the send queue. */
 static int side_write(struct conn *c, int i, const void *p, size_t n)
 {
 	struct side *s = &c->s[i];
-	char tmp[16384];
+	size_t pend;
 	long k;
 
 	if (!s->tls)
-		return buf_append(&s->out, p, n, SIZE_MAX);
+		return buf_append(&s->q, p, n, SIZE_MAX);
 	if (n && tls_conn_write(s->tls, p, n) != (long)n)
 		return -1;
-	while ((k = tls_conn_take_out(s->tls, tmp, sizeof(tmp))) > 0)
-		if (buf_append(&s->out, tmp, (size_t)k, SIZE_MAX))
+	while ((pend = tls_conn_out_pending(s->tls)) > 0) {
+		if (buf_reserve(&s->q, pend))
 			return -1;
+		k = tls_conn_take_out(s->tls, s->q.p + s->q.len, pend);
+		if (k <= 0)
+			break;
+		s->q.len += (size_t)k;
+	}
 	return 0;
 }
 
@@ -662,8 +695,7 @@ static int send_response(struct conn *c, const char *body, size_t body_len)
 	if (!c->req.keep_alive || !r->keep_alive)
 		out_str(&b, "Connection: close\r\n");
 	out_str(&b, "\r\n");
-	out_append(&b, body, body_len);
-	if (!b.p || side_write(c, CLI, b.p, b.len))
+	if (!b.p || side_write(c, CLI, b.p, b.len) || side_write(c, CLI, body, body_len))
 		rc = -1;
 	buf_free(&b);
 	return rc;
@@ -841,15 +873,15 @@ static void advance(struct conn *c)
 		peek(c);
 		break;
 	case C_SPLICE:
-		if (u->connected && a->in.len && !u->out.len) {
-			buf_append(&u->out, a->in.p, a->in.len, SIZE_MAX);
+		if (u->connected && a->in.len && unsent(u) < SPLICE_WINDOW) {
+			buf_append(&u->q, a->in.p, a->in.len, SIZE_MAX);
 			a->in.len = 0;
 		}
-		if (u->in.len && !a->out.len) {
-			buf_append(&a->out, u->in.p, u->in.len, SIZE_MAX);
+		if (u->in.len && unsent(a) < SPLICE_WINDOW) {
+			buf_append(&a->q, u->in.p, u->in.len, SIZE_MAX);
 			u->in.len = 0;
 		}
-		if ((a->eof && !u->out.len) || (u->eof && !a->out.len))
+		if ((a->eof && !unsent(u)) || (u->eof && !unsent(a)))
 			c->close_after_send = 1;
 		break;
 	case C_TLS:
@@ -857,7 +889,7 @@ static void advance(struct conn *c)
 	case C_REQ:
 		if (!c->close_after_send)
 			parse_request(c);
-		else if (a->eof && !a->out.len)
+		else if (a->eof && !unsent(a))
 			conn_close(c, NULL);
 		break;
 	case C_UPSTREAM:
@@ -895,20 +927,29 @@ static void pump(struct conn *c)
 
 		if (s->fd < 0 || c->st == C_CLOSING)
 			continue;
-		if (s->out.len > s->out.off && !s->sop.pending && (i == CLI || s->connected))
+		if (s->sop.pending || (i == UP && !s->connected))
+			continue;
+		if (s->out.off == s->out.len && s->q.len) {
+			struct buf t = s->out;
+
+			s->out = s->q;
+			s->q = t;
+			s->q.len = s->q.off = 0;
+		}
+		if (s->out.len > s->out.off)
 			worker_send(c->w, &s->sop, s->fd, s->out.p + s->out.off, s->out.len - s->out.off);
 	}
-	if (c->close_after_send && !c->s[CLI].out.len && !c->s[CLI].sop.pending &&
+	if (c->close_after_send && !unsent(&c->s[CLI]) && !c->s[CLI].sop.pending &&
 	    c->st != C_CLOSING)
 		conn_close(c, NULL);
 	if (c->st != C_CLOSING) {
 		struct side *a = &c->s[CLI], *u = &c->s[UP];
 		int want_a = !a->eof && !a->rop.pending && !c->close_after_send &&
-			     (c->st != C_SPLICE || !u->out.len) &&
+			     (c->st != C_SPLICE || unsent(u) < SPLICE_WINDOW) &&
 			     (c->st != C_RESP && c->st != C_UPSTREAM);
 		int want_u = u->fd >= 0 && u->connected && !u->eof && !u->rop.pending &&
 			     (c->st == C_UPSTREAM || c->st == C_RESP ||
-			      (c->st == C_SPLICE && !a->out.len));
+			      (c->st == C_SPLICE && unsent(a) < SPLICE_WINDOW));
 
 		if (want_a)
 			worker_recv(c->w, &a->rop, a->fd);
@@ -988,6 +1029,9 @@ void proxy_on_recv(struct worker *w, struct op *op, int res, const char *data, s
 			if (s->tls) {
 				if (tls_conn_feed(s->tls, data, len))
 					conn_close(c, "TLS input error");
+			} else if (c->st == C_SPLICE && c->s[!op->side].fd >= 0 &&
+				   (op->side == UP || c->s[UP].connected) && !s->in.len) {
+				buf_append(&c->s[!op->side].q, data, len, SIZE_MAX); /* one copy */
 			} else if (buf_append(&s->in, data, len, c->env->conf->max_header_bytes +
 							 c->env->conf->max_body_bytes)) {
 				conn_close(c, "input larger than the configured limits");
