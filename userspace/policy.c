@@ -1,0 +1,430 @@
+/* policy.c - load policy v1 files (jansson, errors with file:line) and decide items. */
+#include <errno.h>
+#include <fnmatch.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jsonpos.h"
+#include "policy.h"
+
+#define POLICY_MAX_FILE (4 << 20)
+
+struct list {
+	char *v[POLICY_MAX_LIST];
+	int n; /* 0: the rule does not constrain this */
+};
+
+struct rule {
+	char *name, *reason;
+	struct list cgroups, groups, projects, datasets, tables, statements, operations;
+	unsigned access_mask;   /* 0: any */
+	int unbounded;          /* -1 any, 0 bounded only, 1 unbounded only */
+	int legacy_sql;         /* 1: may allow legacy SQL */
+	enum policy_verdict verdict;
+};
+
+struct policy {
+	struct rule rules[POLICY_MAX_RULES];
+	int n;
+	enum policy_verdict dflt;
+};
+
+static const char *const access_names[POLICY_ACCESS_COUNT] = {
+	"read-data", "read-metadata", "write-data", "ddl", "iam", "job-control",
+};
+
+const char *policy_verdict_name(enum policy_verdict v)
+{
+	return v == POLICY_ALLOW ? "allow" : v == POLICY_APPROVE ? "approve" : "deny";
+}
+
+const char *policy_access_name(enum policy_access a)
+{
+	return (unsigned)a < POLICY_ACCESS_COUNT ? access_names[a] : "unknown";
+}
+
+struct ctx {
+	const char *file, *text;
+	size_t len;
+	char *err;
+	size_t errlen;
+	int failed;
+};
+
+__attribute__((format(printf, 3, 4))) static void fail(struct ctx *c, const char *key,
+							const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (c->failed++)
+		return;
+	n = snprintf(c->err, c->errlen, "%s:%d: %s: ", c->file, jsonpos_line(c->text, c->len, key),
+		     *key ? key : "(top level)");
+	if (n < 0 || (size_t)n >= c->errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+}
+
+static int parse_verdict(const char *s, enum policy_verdict *v)
+{
+	if (!strcmp(s, "allow"))
+		*v = POLICY_ALLOW;
+	else if (!strcmp(s, "approve"))
+		*v = POLICY_APPROVE;
+	else if (!strcmp(s, "deny"))
+		*v = POLICY_DENY;
+	else
+		return -1;
+	return 0;
+}
+
+static void get_list(struct ctx *c, json_t *r, const char *path, const char *key, struct list *l,
+		     int upper)
+{
+	json_t *v = json_object_get(r, key), *e;
+	char kp[300];
+	const char *s;
+	size_t i;
+
+	if (!v)
+		return;
+	snprintf(kp, sizeof(kp), "%s.%s", path, key);
+	if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > POLICY_MAX_LIST) {
+		fail(c, kp, "must be a non-empty list of at most %d strings (leave the key out to "
+			    "match anything)", POLICY_MAX_LIST);
+		return;
+	}
+	json_array_foreach(v, i, e) {
+		s = json_string_value(e);
+		if (!s || !*s) {
+			snprintf(kp, sizeof(kp), "%s.%s[%zu]", path, key, i);
+			fail(c, kp, "must be a non-empty string");
+			return;
+		}
+		if (upper && strcmp(s, "*") && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_") != strlen(s)) {
+			snprintf(kp, sizeof(kp), "%s.%s[%zu]", path, key, i);
+			fail(c, kp, "\"%s\" is not a statement kind; kinds are written as BigQuery's "
+				    "statementType, e.g. \"SELECT\", \"DROP_TABLE\" (sluicectl explain "
+				    "shows a query's kinds)", s);
+			return;
+		}
+		l->v[l->n++] = strdup(s);
+	}
+}
+
+static void load_rule(struct ctx *c, json_t *r, int idx, struct rule *out, struct policy *p)
+{
+	static const char *const known[] = { "name", "reason", "cgroups", "groups", "projects",
+		"datasets", "tables", "statements", "operations", "access", "unbounded",
+		"legacy_sql", "decision", NULL };
+	char path[64], kp[128];
+	const char *key, *s;
+	json_t *v, *e;
+	size_t i;
+	int k, j;
+
+	snprintf(path, sizeof(path), "rules[%d]", idx);
+	if (!json_is_object(r)) {
+		fail(c, path, "each rule must be an object");
+		return;
+	}
+	json_object_foreach(r, key, v) {
+		for (k = 0; known[k] && strcmp(known[k], key); k++)
+			;
+		if (!known[k]) {
+			snprintf(kp, sizeof(kp), "%s.%s", path, key);
+			fail(c, kp, "unknown key; a rule has: name, decision, reason, cgroups, groups, "
+				    "projects, datasets, tables, statements, operations, access, "
+				    "unbounded, legacy_sql");
+		}
+	}
+	s = json_string_value(json_object_get(r, "name"));
+	if (!s || !*s) {
+		snprintf(kp, sizeof(kp), "%s", path);
+		fail(c, kp, "needs a \"name\": it is quoted to agents and in recordings");
+		return;
+	}
+	for (j = 0; j < idx; j++)
+		if (p->rules[j].name && !strcmp(p->rules[j].name, s)) {
+			snprintf(kp, sizeof(kp), "%s.name", path);
+			fail(c, kp, "\"%s\" is already the name of rules[%d]; names must be unique", s, j);
+		}
+	out->name = strdup(s);
+	s = json_string_value(json_object_get(r, "decision"));
+	snprintf(kp, sizeof(kp), "%s.decision", path);
+	if (!s || parse_verdict(s, &out->verdict))
+		fail(c, kp, "must be \"allow\", \"deny\" or \"approve\"");
+	v = json_object_get(r, "reason");
+	if (v && !json_is_string(v)) {
+		snprintf(kp, sizeof(kp), "%s.reason", path);
+		fail(c, kp, "must be a string");
+	}
+	out->reason = strdup(v ? json_string_value(v) : "");
+	get_list(c, r, path, "cgroups", &out->cgroups, 0);
+	get_list(c, r, path, "groups", &out->groups, 0);
+	get_list(c, r, path, "projects", &out->projects, 0);
+	get_list(c, r, path, "datasets", &out->datasets, 0);
+	get_list(c, r, path, "tables", &out->tables, 0);
+	get_list(c, r, path, "statements", &out->statements, 1);
+	get_list(c, r, path, "operations", &out->operations, 0);
+	v = json_object_get(r, "access");
+	if (v) {
+		snprintf(kp, sizeof(kp), "%s.access", path);
+		if (!json_is_array(v) || !json_array_size(v))
+			fail(c, kp, "must be a non-empty list");
+		json_array_foreach(v, i, e) {
+			for (k = 0; k < POLICY_ACCESS_COUNT; k++)
+				if (json_is_string(e) && !strcmp(json_string_value(e), access_names[k]))
+					break;
+			if (k == POLICY_ACCESS_COUNT) {
+				snprintf(kp, sizeof(kp), "%s.access[%zu]", path, i);
+				fail(c, kp, "must be one of read-data, read-metadata, write-data, ddl, "
+					    "iam, job-control");
+			} else {
+				out->access_mask |= 1u << k;
+			}
+		}
+	}
+	out->unbounded = -1;
+	v = json_object_get(r, "unbounded");
+	if (v) {
+		snprintf(kp, sizeof(kp), "%s.unbounded", path);
+		if (!json_is_boolean(v))
+			fail(c, kp, "must be true or false");
+		out->unbounded = json_is_true(v);
+	}
+	v = json_object_get(r, "legacy_sql");
+	if (v) {
+		snprintf(kp, sizeof(kp), "%s.legacy_sql", path);
+		if (!json_is_boolean(v))
+			fail(c, kp, "must be true or false");
+		out->legacy_sql = json_is_true(v);
+	}
+}
+
+struct policy *policy_load(const char *path, char *err, size_t errlen)
+{
+	struct ctx c = { .file = path, .err = err, .errlen = errlen };
+	struct policy *p = calloc(1, sizeof(*p));
+	json_t *root = NULL, *rules, *v;
+	json_error_t jerr;
+	const char *key, *s;
+	char *text = NULL;
+	size_t len = 0, i;
+	FILE *f = fopen(path, "re");
+
+	if (!f || !p) {
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		goto fail;
+	}
+	text = malloc(POLICY_MAX_FILE + 1);
+	if (text)
+		len = fread(text, 1, POLICY_MAX_FILE + 1, f);
+	if (!text || len > POLICY_MAX_FILE) {
+		snprintf(err, errlen, "%s: larger than 4 MiB", path);
+		goto fail;
+	}
+	c.text = text;
+	c.len = len;
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root) {
+		snprintf(err, errlen, "%s:%d:%d: invalid JSON: %s", path, jerr.line, jerr.column,
+			 jerr.text);
+		goto fail;
+	}
+	if (!json_is_object(root)) {
+		fail(&c, "", "a policy is a JSON object with \"rules\" and \"default\"");
+		goto fail;
+	}
+	json_object_foreach(root, key, v) {
+		if (strcmp(key, "rules") && strcmp(key, "default") && strcmp(key, "description"))
+			fail(&c, key, "unknown key; a policy has \"description\", \"default\" and "
+				      "\"rules\"");
+	}
+	p->dflt = POLICY_DENY;
+	v = json_object_get(root, "default");
+	if (v && (!(s = json_string_value(v)) || parse_verdict(s, &p->dflt)))
+		fail(&c, "default", "must be \"allow\", \"deny\" or \"approve\"");
+	rules = json_object_get(root, "rules");
+	if (!json_is_array(rules) || json_array_size(rules) > POLICY_MAX_RULES) {
+		fail(&c, "rules", "must be a list of at most %d rules", POLICY_MAX_RULES);
+		goto fail;
+	}
+	json_array_foreach(rules, i, v) {
+		load_rule(&c, v, (int)i, &p->rules[p->n], p);
+		p->n++;
+	}
+	if (c.failed)
+		goto fail;
+	json_decref(root);
+	fclose(f);
+	free(text);
+	return p;
+fail:
+	json_decref(root);
+	if (f)
+		fclose(f);
+	free(text);
+	policy_free(p);
+	return NULL;
+}
+
+static void list_free(struct list *l)
+{
+	while (l->n > 0)
+		free(l->v[--l->n]);
+}
+
+void policy_free(struct policy *p)
+{
+	int i;
+
+	if (!p)
+		return;
+	for (i = 0; i < p->n; i++) {
+		struct rule *r = &p->rules[i];
+
+		free(r->name);
+		free(r->reason);
+		list_free(&r->cgroups);
+		list_free(&r->groups);
+		list_free(&r->projects);
+		list_free(&r->datasets);
+		list_free(&r->tables);
+		list_free(&r->statements);
+		list_free(&r->operations);
+	}
+	free(p);
+}
+
+/* Does <s> match one of the globs of <l>? An unconstrained list matches anything. */
+static int globs(const struct list *l, const char *s)
+{
+	int i;
+
+	if (!l->n)
+		return 1;
+	for (i = 0; i < l->n; i++)
+		if (!fnmatch(l->v[i], s ? s : "", 0))
+			return 1;
+	return 0;
+}
+
+static int rule_matches(const struct rule *r, const struct policy_subject *sub,
+			const struct policy_item *it)
+{
+	int i, j, hit;
+
+	if (!globs(&r->cgroups, sub->cgroup))
+		return 0;
+	if (r->groups.n) {
+		for (hit = 0, i = 0; i < r->groups.n && !hit; i++)
+			for (j = 0; j < sub->n_groups && !hit; j++)
+				hit = !fnmatch(r->groups.v[i], sub->groups[j], 0);
+		if (!hit)
+			return 0;
+	}
+	if (!globs(&r->projects, it->project) || !globs(&r->datasets, it->dataset) ||
+	    !globs(&r->tables, it->table) || !globs(&r->operations, it->operation))
+		return 0;
+	if (r->access_mask && !(r->access_mask & (1u << it->access)))
+		return 0;
+	if (r->unbounded >= 0 && r->unbounded != !!it->unbounded)
+		return 0;
+	if (r->statements.n) {
+		if (!it->kind || !*it->kind)
+			return 0;
+		for (hit = 0, i = 0; i < r->statements.n && !hit; i++)
+			hit = !strcmp(r->statements.v[i], it->kind) ||
+			      (!strcmp(r->statements.v[i], "*") && strcmp(it->kind, "UNKNOWN"));
+		if (!hit)
+			return 0;
+	}
+	return 1;
+}
+
+/* Allowing needs more than a match for what the analyzer could not vouch for. */
+static int may_allow(const struct rule *r, const struct policy_item *it)
+{
+	if (it->legacy_sql && !(r && r->legacy_sql))
+		return 0;
+	if (it->kind && !strcmp(it->kind, "UNKNOWN") && !r)
+		return 0;
+	return 1;
+}
+
+static void describe(const struct policy_item *it, char *out, size_t outlen)
+{
+	char where[600] = "";
+
+	if (it->table && *it->table)
+		snprintf(where, sizeof(where), " on %s.%s.%s", it->project, it->dataset, it->table);
+	else if (it->dataset && *it->dataset)
+		snprintf(where, sizeof(where), " on dataset %s.%s", it->project, it->dataset);
+	else if (it->project && *it->project)
+		snprintf(where, sizeof(where), " in project %s", it->project);
+	if (it->kind && *it->kind && it->statement >= 0) {
+		if (snprintf(out, outlen, "%s%s%s (statement %d)", it->kind,
+			     it->unbounded ? " without a real WHERE" : "", where,
+			     it->statement + 1) >= (int)outlen)
+			return; /* truncated names stay readable */
+	} else if (snprintf(out, outlen, "%s%s", it->operation ? it->operation : "request",
+			    where) >= (int)outlen) {
+		return;
+	}
+}
+
+void policy_decide(const struct policy *p, const struct policy_subject *sub,
+		   const struct policy_item *items, int n, struct policy_decision *out)
+{
+	enum policy_verdict v;
+	const struct rule *r;
+	const char *extra;
+	char what[768];
+	int i, k, worst = -1;
+
+	out->verdict = p->dflt;
+	out->rule = "default";
+	out->item = -1;
+	snprintf(out->reason, sizeof(out->reason), "sluice: no rule matched this request; the "
+		 "policy's default is %s", policy_verdict_name(p->dflt));
+	for (i = 0; i < n; i++) {
+		for (r = NULL, k = 0; k < p->n; k++) {
+			if (rule_matches(&p->rules[k], sub, &items[i])) {
+				r = &p->rules[k];
+				/* a match that may not allow falls through to later rules */
+				if (r->verdict != POLICY_ALLOW || may_allow(r, &items[i]))
+					break;
+				r = NULL;
+			}
+		}
+		v = r ? r->verdict : p->dflt;
+		if (v == POLICY_ALLOW && !may_allow(r, &items[i]))
+			v = POLICY_DENY;
+		if (worst >= 0 && v <= out->verdict)
+			continue;
+		worst = i;
+		out->verdict = v;
+		out->item = i;
+		out->rule = r ? r->name : "default";
+		describe(&items[i], what, sizeof(what));
+		extra = r && r->reason && *r->reason ? r->reason : "";
+		if (!r && v == POLICY_DENY && items[i].legacy_sql)
+			extra = "legacy SQL is refused unless a rule allows it: send useLegacySql: false";
+		else if (!r && v == POLICY_DENY && items[i].kind && !strcmp(items[i].kind, "UNKNOWN"))
+			extra = "sluice could not analyze this statement, and what it cannot analyze it "
+				"does not allow";
+		if (snprintf(out->reason, sizeof(out->reason), "sluice: %s %s by %s%s%s%s%s", what,
+			 v == POLICY_DENY ? "is denied" : v == POLICY_APPROVE ?
+			 "needs a human's approval" : "is allowed",
+			 r ? "rule '" : "the policy default", r ? r->name : "", r ? "'" : "",
+			 *extra ? ": " : "", extra) >= (int)sizeof(out->reason))
+			memcpy(out->reason + sizeof(out->reason) - 4, "...", 4); /* still says who */
+	}
+}
