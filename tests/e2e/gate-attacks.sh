@@ -4,7 +4,8 @@
 # upstream; a Host that differs from the SNI is refused; an upstream whose certificate does
 # not verify gets a 502 and nothing forwarded; UDP to 443 (QUIC) is refused while UDP to 53
 # is not; with intercept.other_tls "deny" a TLS connection to another host is closed without
-# a certificate and recorded as route deny. Needs root and cgroup v2.
+# a certificate and recorded as route deny; TLS without SNI, plain HTTP to Google and a
+# CONNECT followed by TLS for another host are refused. Needs root and cgroup v2.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/assert.sh
 . tests/lib/container.sh
@@ -110,5 +111,28 @@ rec=$(cat "$GATE_DIR"/records/*.conn.jsonl 2>/dev/null)
 check_contains "upstream verification failure recorded with its reason" "$rec" '"sni":"www.googleapis.com","route":"intercept"'
 check "... the reason says verification failed (not a dangling pointer)" grep -q '"reason":"sluice: upstream TLS verification failed' "$GATE_DIR"/records/*.conn.jsonl
 check_contains "... recorded as route deny for that SNI" "$rec" '"sni":"example.org","route":"deny"'
+
+# TLS without SNI, plain HTTP to Google, and a CONNECT whose TLS names another host.
+out=$(ct_exec agent timeout 10 openssl s_client -connect 127.0.0.1:443 -noservername \
+  -CAfile "$GATE_DIR/sluice-ca.pem" < /dev/null 2>&1); rc=$?
+check "TLS without SNI is refused (no certificate)" bash -c "[ $rc -ne 0 ] && ! grep -q 'BEGIN CERTIFICATE' <<< \"\$1\"" _ "$out"
+out=$(ct_exec agent curl -s -m 10 http://bigquery.googleapis.com/bigquery/v2/projects/demo-project/plain-10 2>&1)
+check_contains "plain HTTP to an intercepted host gets a 403 telling to use https" "$out" "use https://"
+ct_exec agent node -e '
+  const net = require("net"), tls = require("tls"), fs = require("fs");
+  const s = net.connect(3128, "127.0.0.1", () => s.write("CONNECT bigquery.googleapis.com:443 HTTP/1.1\r\nHost: bigquery.googleapis.com:443\r\n\r\n"));
+  s.once("data", d => {
+    console.log(d.toString().split("\r\n")[0]);
+    const t = tls.connect({ socket: s, servername: "oauth2.googleapis.com", ca: fs.readFileSync(process.argv[1]) },
+      () => console.log("TLS-UP"));
+    t.on("error", e => { console.log("TLS-ERR " + e.code); process.exit(0); });
+    t.on("close", () => process.exit(0));
+  });
+  setTimeout(() => process.exit(0), 5000);' "$GATE_DIR/sluice-ca.pem" > "$GATE_DIR/connect.out" 2>&1
+check_contains "CONNECT is answered 200" "$(cat "$GATE_DIR/connect.out")" "200 Connection established"
+check "... but a ClientHello naming another host than the CONNECT target is refused" \
+  bash -c "! grep -q TLS-UP '$GATE_DIR/connect.out'"
+sleep 0.3
+check_contains "... and recorded with that reason" "$(cat "$GATE_DIR"/records/*.conn.jsonl)" "SNI does not match the CONNECT target"
 grep -ho '"sni":"[^"]*","route":"[^"]*"\|"reason":"[^"]*"' "$GATE_DIR"/records/*.conn.jsonl 2>/dev/null | paste - - | sed 's/^/# /'
 tap_done
