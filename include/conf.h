@@ -66,6 +66,7 @@ struct sluice_conf {
 	int max_connections;
 	int handshake_timeout_ms, header_timeout_ms, idle_timeout_ms, drain_timeout_ms;
 
+	char *policy;            /* policy file (policy v1 JSON) */
 	char *record_dir;
 	char *control_socket;
 };

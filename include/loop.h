@@ -17,6 +17,7 @@ struct loop;
 struct worker;
 struct redirect;
 struct tls_server;
+struct policy;
 
 enum op_kind { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_CONNECT, OP_TIMER, OP_WAKE };
 
@@ -35,6 +36,7 @@ struct loop_env {
 	struct redirect *redirect;
 	struct tls_server *tls_server;
 	struct tls_client **tls_clients; /* [0]: default trust; [1 + i]: conf->overrides[i] */
+	struct policy *policy;
 };
 
 /* Start <nworkers> workers (0: online CPUs). Returns NULL with <err> set. */

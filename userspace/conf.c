@@ -428,7 +428,7 @@ static void load_limits(struct ctx *c, json_t *root, struct sluice_conf *conf)
 static void load_root(struct ctx *c, json_t *root, struct sluice_conf *conf)
 {
 	static const char *const known[] = { "workers", "log_level", "listen_port", "enforce",
-		"intercept", "ca", "upstream", "limits", "record", "control", NULL };
+		"intercept", "ca", "upstream", "limits", "record", "control", "policy", NULL };
 	static const char *const levels[] = { "error", "warning", "info", "debug" };
 	json_t *o, *lv;
 	int i;
@@ -455,6 +455,7 @@ static void load_root(struct ctx *c, json_t *root, struct sluice_conf *conf)
 		known_keys(c, o, "ca", (const char *const[]){ "cert", "key", NULL });
 	conf->ca_cert = get_str(c, o, "ca", "cert", "/var/lib/sluice/ca.pem");
 	conf->ca_key = get_str(c, o, "ca", "key", "/var/lib/sluice/ca.key");
+	conf->policy = get_str(c, root, "", "policy", "/etc/sluice/policy.json");
 	o = get_object(c, root, "", "record");
 	if (o)
 		known_keys(c, o, "record", (const char *const[]){ "dir", NULL });
@@ -531,6 +532,7 @@ void conf_free(struct sluice_conf *conf)
 	free(conf->ca_cert);
 	free(conf->ca_key);
 	free(conf->upstream_ca_file);
+	free(conf->policy);
 	free(conf->record_dir);
 	free(conf->control_socket);
 	memset(conf, 0, sizeof(*conf));

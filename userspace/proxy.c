@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "gate.h"
 #include "http1.h"
 #include "log.h"
 #include "proxy.h"
@@ -62,6 +63,7 @@ struct conn {
 	int have_origin;
 	uint64_t netns, opened_ms, deadline, requests;
 	char sni[256], connect_host[256];
+	char cgroup[512];        /* the agent's cgroup path, read once at accept */
 	const char *route, *reason;
 	char reason_buf[512]; /* owns a deny() message built on the caller's stack */
 	struct sockaddr_storage up_addr;
@@ -555,6 +557,54 @@ static int send_request(struct conn *c, const char *body, size_t body_len)
 	return rc;
 }
 
+/* Copy header <name>'s value into <out> ("" when absent or too long: then it is refused
+ * upstream of here by the route model as an unknown form). */
+static const char *header(const struct http1_request *r, const char *name, char *out, size_t n)
+{
+	const struct http1_header *h = http1_find(r->headers, r->num_headers, name);
+
+	out[0] = '\0';
+	if (h && h->value.len < n) {
+		memcpy(out, h->value.p, h->value.len);
+		out[h->value.len] = '\0';
+	}
+	return h ? out : NULL;
+}
+
+/* Decide the request (API model, SQL analyzer, policy). Returns 1 when it may go on. */
+static int decide(struct conn *c)
+{
+	struct policy_subject sub = { .cgroup = c->cgroup };
+	struct gate_request g = { .host = c->sni, .target = c->req.target.p,
+				  .target_len = c->req.target.len,
+				  .body = c->s[CLI].in.p + c->head_len, .body_len = c->body_len };
+	char method[32], override[32], ctype[256], cenc[64], msg[700];
+	struct gate_verdict v;
+
+	/* Token endpoints are relayed as they are until sluiced answers them itself (identity). */
+	if (!strcasecmp(c->sni, "oauth2.googleapis.com") || !strcasecmp(c->sni, "sts.googleapis.com") ||
+	    !strcasecmp(c->sni, "iamcredentials.googleapis.com"))
+		return 1;
+	if (c->req.method.len >= sizeof(method))
+		return deny(c, 405, "INVALID_ARGUMENT", "badRequest", "sluice: unknown method"), 0;
+	memcpy(method, c->req.method.p, c->req.method.len);
+	method[c->req.method.len] = '\0';
+	g.method = method;
+	g.method_override = header(&c->req, "x-http-method-override", override, sizeof(override));
+	g.content_type = header(&c->req, "content-type", ctype, sizeof(ctype));
+	g.content_encoding = header(&c->req, "content-encoding", cenc, sizeof(cenc));
+	gate_decide(c->env->policy, &sub, &g, 0, &v);
+	if (v.d.verdict == POLICY_ALLOW)
+		return 1;
+	snprintf(msg, sizeof(msg), "%s%s", v.d.reason, v.d.verdict == POLICY_APPROVE ?
+		 ". Approvals are not available in this sluice yet, so the request is refused." : "");
+	log_info("proxy", "refused %s from %s (%s): %s", v.method_id ? v.method_id : method,
+		 c->origin.comm, c->cgroup, msg);
+	deny(c, v.status, v.status == 400 ? "INVALID_ARGUMENT" : "PERMISSION_DENIED",
+	     v.status == 400 ? "badRequest" : "accessDenied", msg);
+	return 0;
+}
+
 /* The request is complete in s[CLI].in: check it and relay it. */
 static void request_ready(struct conn *c)
 {
@@ -566,6 +616,8 @@ static void request_ready(struct conn *c)
 		     "sluice: the Host header does not match the TLS server name");
 		return;
 	}
+	if (!decide(c))
+		return;
 	c->requests++;
 	c->st = C_UPSTREAM;
 	c->deadline = worker_now_ms(c->w) + (uint64_t)c->env->conf->idle_timeout_ms;
@@ -962,6 +1014,24 @@ static void pump(struct conn *c)
 
 /* --- completions -------------------------------------------------------------------------- */
 
+/* The agent's cgroup v2 path ("0::/path" in /proc/TGID/cgroup); "" if it is gone. */
+static void read_cgroup(struct conn *c)
+{
+	char path[64], line[sizeof(c->cgroup) + 3];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%u/cgroup", c->origin.tgid);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, "0::", 3)) {
+			line[strcspn(line, "\n")] = '\0';
+			snprintf(c->cgroup, sizeof(c->cgroup), "%s", line + 3);
+		}
+	}
+	if (f)
+		fclose(f);
+}
+
 void proxy_accepted(struct worker *w, int fd, uint64_t netns)
 {
 	const struct loop_env *env = worker_env(w);
@@ -1007,6 +1077,7 @@ void proxy_accepted(struct worker *w, int fd, uint64_t netns)
 		pump(c);
 		return;
 	}
+	read_cgroup(c);
 	c->deadline = c->opened_ms + (uint64_t)env->conf->handshake_timeout_ms;
 	if (!inspected_port(env->conf, c->origin.port))
 		start_splice(c); /* server-speaks-first protocols must not wait for the agent */

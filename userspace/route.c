@@ -726,11 +726,14 @@ static int check_param(struct ctx *c, const struct qparam *q)
  * parameters of the API (jobs.list stateFilter) may appear more than once. */
 static int check_query(struct ctx *c)
 {
-	const char *p = c->query, *end = c->query + c->query_len;
+	const char *p = c->query, *end;
 	char show[128];
 	int i, rc;
 
-	while (c->query && p <= end) {
+	if (!c->query)
+		return 0; /* no query string (and no arithmetic on a NULL pointer) */
+	end = c->query + c->query_len;
+	while (p <= end) {
 		const char *amp = memchr(p, '&', (size_t)(end - p)), *eq;
 		struct qparam *q;
 		long n;

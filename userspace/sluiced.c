@@ -17,6 +17,7 @@
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
+#include "policy.h"
 #include "redirect.h"
 #include "tls.h"
 
@@ -56,6 +57,7 @@ static void free_env(struct loop_env *env)
 	for (i = 0; env->tls_clients && i <= env->conf->n_overrides; i++)
 		tls_client_free(env->tls_clients[i]);
 	free(env->tls_clients);
+	policy_free(env->policy);
 	conf_free((struct sluice_conf *)env->conf);
 	free((void *)env->conf);
 	free(env);
@@ -73,6 +75,11 @@ static struct loop_env *make_env(struct daemon *d, struct sluice_conf *conf, cha
 		return NULL;
 	env->conf = conf;
 	env->redirect = d->redirect;
+	env->policy = policy_load(conf->policy, err, errlen);
+	if (!env->policy) {
+		free(env);
+		return NULL;
+	}
 	env->tls_server = tls_server_new(d->ca, err, errlen);
 	env->tls_clients = calloc((size_t)conf->n_overrides + 1, sizeof(*env->tls_clients));
 	if (!env->tls_server || !env->tls_clients)
@@ -91,6 +98,7 @@ static struct loop_env *make_env(struct daemon *d, struct sluice_conf *conf, cha
 	return env;
 fail:
 	env->conf = NULL;
+	policy_free(env->policy);
 	tls_server_free(env->tls_server);
 	for (i = 0; env->tls_clients && i <= conf->n_overrides; i++)
 		tls_client_free(env->tls_clients[i]);

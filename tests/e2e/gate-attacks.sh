@@ -52,9 +52,9 @@ req() { printf '%b' "$2" > "$GATE_DIR/req-$1"; }   # N BYTES
 
 # A well-formed control request does reach the stand-in (so the "never forwarded" checks
 # below can fail).
-req 0 "GET $P/control-0/datasets HTTP/1.1\r\n$H\r\nAuthorization: Bearer x\r\nConnection: close\r\n\r\n"
+req 0 "GET $P/datasets/control0 HTTP/1.1\r\n$H\r\nAuthorization: Bearer x\r\nConnection: close\r\n\r\n"
 out=$(raw bigquery.googleapis.com "$GATE_DIR/req-0")
-check "control: a well-formed request is forwarded" gate_wait_for "$GATE_DIR/standin.log" control-0 30
+check "control: a well-formed request is forwarded" gate_wait_for "$GATE_DIR/standin.log" control0 30
 
 req 1 "POST $P/smuggle-1 HTTP/1.1\r\n$H\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET $P/smuggle-1b HTTP/1.1\r\n$H\r\n\r\n"
 req 2 "POST $P/smuggle-2 HTTP/1.1\r\n$H\r\nContent-Length: 5\r\nContent-Length: 30\r\n\r\nhelloGET $P/smuggle-2b HTTP/1.1\r\n\r\n"
@@ -84,7 +84,7 @@ sleep 0.3
 check "... and it was not forwarded" bash -c "! grep -q hostmismatch '$GATE_DIR/standin.log'"
 
 # Upstream certificate that does not verify.
-req 9 "GET /bigquery/v2/projects/demo-project/badcert-9 HTTP/1.1\r\nHost: www.googleapis.com\r\nConnection: close\r\n\r\n"
+req 9 "GET /bigquery/v2/projects/demo-project/datasets/badcert9 HTTP/1.1\r\nHost: www.googleapis.com\r\nConnection: close\r\n\r\n"
 out=$(raw www.googleapis.com "$GATE_DIR/req-9")
 check_contains "upstream certificate from another CA -> 502" "$(head -1 <<< "$out")" "HTTP/1.1 502"
 check_contains "... whose body says verification failed" "$out" "verification failed"

@@ -20,7 +20,8 @@ out=$(build/sluiced --bogus 2>&1); rc=$?
 check_eq "unknown option: exit 2" "$rc" 2
 
 good='{"workers": 1, "listen_port": '$((20000 + $$ % 20000))', "ca": {"cert": "'$tmp/ca.pem'", "key": "'$tmp/ca.key'"},
- "enforce": {"bpf_pin_dir": "/sys/fs/bpf/sluice-test-'$$'"}, "record": {"dir": "'$tmp/rec'"}}'
+ "enforce": {"bpf_pin_dir": "/sys/fs/bpf/sluice-test-'$$'"}, "record": {"dir": "'$tmp/rec'"},
+ "policy": "'$PWD/policies/readonly-agent.json'"}'
 echo "$good" > "$tmp/good.json"
 check "--check accepts a valid configuration" build/sluiced --config "$tmp/good.json" --check
 build/sluiced --config "$tmp/good.json" 2> "$tmp/log" & pid=$!

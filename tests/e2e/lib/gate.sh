@@ -47,6 +47,7 @@ gate_config() {
       "ca_file": "$GATE_DIR/standin/ca.pem" },
     { "host": "oauth2.googleapis.com", "address": "127.0.0.1:$STANDIN_PORT",
       "ca_file": "$GATE_DIR/standin/ca.pem" } ] },
+  "policy": "${GATE_POLICY:-$PWD/policies/production.json}",
   "record": { "dir": "$GATE_DIR/records" },
   "control": { "socket": "$GATE_DIR/sluice.sock" }$extra
 }
@@ -54,7 +55,7 @@ JSON
 }
 
 gate_start() {
-  build/sluiced --config "$GATE_DIR/sluice.json" >> "$GATE_DIR/sluiced.log" 2>&1 &
+  ${SLUICED_WRAP:-} build/sluiced --config "$GATE_DIR/sluice.json" >> "$GATE_DIR/sluiced.log" 2>&1 &
   SLUICED_PID=$!
   GATE_PIDS+=($SLUICED_PID)
   gate_wait_for "$GATE_DIR/sluiced.log" "started with" || return 1

@@ -1,0 +1,86 @@
+/* Description: the gate decides whole requests: API model, SQL analyzer and policy together,
+ * as the proxy calls it, and as sluicectl explain calls it for bare SQL. */
+#include <jansson.h>
+
+#include "gate.h"
+#include "tap.h"
+
+static struct policy *prod;
+
+static enum policy_verdict post(const char *target, const char *body, struct gate_verdict *v)
+{
+	struct policy_subject sub = { .cgroup = "/agents/a1" };
+	struct gate_request r = { .host = "bigquery.googleapis.com", .method = "POST",
+				  .target = target, .target_len = strlen(target),
+				  .content_type = "application/json", .body = body,
+				  .body_len = strlen(body) };
+
+	gate_verdict_free(v);
+	gate_decide(prod, &sub, &r, 1, v);
+	return v->d.verdict;
+}
+
+static enum policy_verdict call(const char *method, const char *target, struct gate_verdict *v)
+{
+	struct policy_subject sub = { .cgroup = "/agents/a1" };
+	struct gate_request r = { .host = "bigquery.googleapis.com", .method = method,
+				  .target = target, .target_len = strlen(target) };
+
+	gate_verdict_free(v);
+	gate_decide(prod, &sub, &r, 1, v);
+	return v->d.verdict;
+}
+
+int main(void)
+{
+	struct gate_verdict v = { 0 };
+	struct policy_subject sub = { .cgroup = "/agents/a1" };
+	const char *q = "/bigquery/v2/projects/demo-project/queries";
+	char err[512], *s;
+
+	prod = policy_load("policies/production.json", err, sizeof(err));
+	if (!ok(prod != NULL, "production policy loads (%s)", err))
+		return tap_done();
+
+	is_int(post(q, "{\"query\": \"SELECT * FROM crm.customers\", \"useLegacySql\": false, "
+		    "\"defaultDataset\": {\"projectId\": \"demo-project\", \"datasetId\": \"crm\"}}", &v),
+	       POLICY_ALLOW, "jobs.query SELECT allowed");
+	is_str(v.method_id, "bigquery.jobs.query", "method identified");
+	s = json_dumps(v.analysis, JSON_COMPACT);
+	ok(s && strstr(s, "\"project\":\"demo-project\",\"dataset\":\"crm\",\"table\":\"customers\""),
+	   "table resolved against the request's project and dataset: %s", s);
+	free(s);
+	is_int(post(q, "{\"query\": \"SELECT 1; DROP TABLE sales.orders\", \"useLegacySql\": false}", &v),
+	       POLICY_DENY, "a DROP after a SELECT is refused");
+	ok(strstr(v.d.reason, "DROP_TABLE on demo-project.sales.orders (statement 2)") &&
+		   strstr(v.d.reason, "no-destructive-ddl"),
+	   "reason names statement, table and rule: %s", v.d.reason);
+	is_int(post(q, "{\"query\": \"DELETE FROM sales.orders WHERE 1=1\", \"useLegacySql\": false}", &v),
+	       POLICY_DENY, "unbounded DELETE refused");
+	is_int(post(q, "{\"query\": \"DELETE FROM sales.orders WHERE order_id = 7\", \"useLegacySql\": false}", &v),
+	       POLICY_ALLOW, "bounded DELETE on sales allowed");
+	is_int(post(q, "{\"query\": \"SELECT * FROM crm.customers\"}", &v), POLICY_DENY,
+	       "useLegacySql absent: legacy SQL, refused");
+	ok(strstr(v.d.reason, "legacy"), "... saying so: %s", v.d.reason);
+	is_int(post("/bigquery/v2/projects/demo-project/jobs", "{\"configuration\": {\"query\": "
+		    "{\"query\": \"SELECT 1\", \"useLegacySql\": false, \"destinationTable\": "
+		    "{\"projectId\": \"demo-project\", \"datasetId\": \"crm\", \"tableId\": \"customers\"}, "
+		    "\"writeDisposition\": \"WRITE_TRUNCATE\"}}}", &v),
+	       POLICY_APPROVE, "SELECT with a WRITE_TRUNCATE destination in crm is a write needing approval");
+	is_int(call("DELETE", "/bigquery/v2/projects/demo-project/datasets/sales/tables/orders", &v),
+	       POLICY_DENY, "tables.delete refused");
+	is_int(call("GET", "/bigquery/v2/projects/demo-project/datasets/sales/tables/orders/data", &v),
+	       POLICY_ALLOW, "tabledata.list allowed");
+	is_int(call("GET", "/bigquery/v2/projects/demo-project/datasets?fields=datasets", &v),
+	       POLICY_DENY, "fields= refused by the API model");
+	is_int(call("GET", "/bigquery/v2/projects/demo-project/nope", &v), POLICY_DENY,
+	       "unknown path refused (fail closed)");
+	gate_verdict_free(&v);
+
+	gate_explain_sql(prod, &sub, "CREATE OR REPLACE TABLE crm.customers AS SELECT 1 AS x", 52,
+			 "demo-project", NULL, &v);
+	is_int(v.d.verdict, POLICY_APPROVE, "explain: CREATE OR REPLACE in crm needs approval");
+	gate_verdict_free(&v);
+	policy_free(prod);
+	return tap_done();
+}

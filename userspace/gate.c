@@ -1,0 +1,357 @@
+/* gate.c - turn a request into policy items and decide them.
+ *
+ * Items: every table of every statement (with the access its role implies), one item for a
+ * statement that names no table, the write target of a job's destinationTable, the tables
+ * of copy, load and extract jobs, or the API operation itself when no SQL is carried. The
+ * policy's strictest answer over the items is the request's. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gate.h"
+#include "route.h"
+#include "sql.h"
+
+#define GATE_NAMES_BYTES (512 * 1024)
+
+/* Items, and the names split from "p.d.t" they point to, until the decision is made. */
+struct items {
+	struct policy_item it[GATE_MAX_ITEMS];
+	char names[GATE_NAMES_BYTES];
+	size_t used;
+	int n, overflow;
+};
+
+/* Copy <len> bytes of <p> into the name arena; NULL (and overflow) when full. */
+static const char *keep(struct items *s, const char *p, size_t len)
+{
+	char *q;
+
+	if (s->used + len + 1 > sizeof(s->names)) {
+		s->overflow = 1;
+		return "";
+	}
+	q = s->names + s->used;
+	memcpy(q, p, len);
+	q[len] = '\0';
+	s->used += len + 1;
+	return q;
+}
+
+static struct policy_item *add(struct items *s)
+{
+	if (s->n >= GATE_MAX_ITEMS) {
+		s->overflow = 1;
+		return NULL;
+	}
+	memset(&s->it[s->n], 0, sizeof(s->it[0]));
+	s->it[s->n].project = s->it[s->n].dataset = s->it[s->n].table = "";
+	s->it[s->n].kind = "";
+	s->it[s->n].statement = -1;
+	return &s->it[s->n++];
+}
+
+/* Split "p.d.t" (or "p.d" when <is_dataset>) from the right into the item's names. */
+static void set_names(struct items *s, struct policy_item *it, const char *name, int is_dataset)
+{
+	const char *parts[3] = { "", "", "" }, *end = name + strlen(name), *dot;
+	int part = is_dataset ? 1 : 2;
+
+	while (part > 0 && (dot = memrchr(name, '.', (size_t)(end - name)))) {
+		parts[part--] = keep(s, dot + 1, (size_t)(end - dot - 1));
+		end = dot;
+	}
+	parts[part] = keep(s, name, (size_t)(end - name));
+	it->project = parts[0];
+	it->dataset = parts[1];
+	it->table = parts[2];
+}
+
+static enum policy_access access_of_route(enum route_access a)
+{
+	static const enum policy_access map[] = {
+		[ROUTE_READ_DATA] = POLICY_READ_DATA, [ROUTE_READ_METADATA] = POLICY_READ_METADATA,
+		[ROUTE_WRITE_DATA] = POLICY_WRITE_DATA, [ROUTE_DDL] = POLICY_DDL,
+		[ROUTE_IAM] = POLICY_IAM, [ROUTE_JOB_CONTROL] = POLICY_JOB_CONTROL,
+	};
+	return map[a];
+}
+
+/* The access a statement's table reference implies. */
+static enum policy_access access_of_ref(enum sql_kind k, unsigned char role)
+{
+	if (k == SQL_GRANT || k == SQL_REVOKE)
+		return POLICY_IAM;
+	switch (role) {
+	case SQL_ROLE_WRITE: return POLICY_WRITE_DATA;
+	case SQL_ROLE_DDL: return k == SQL_TRUNCATE_TABLE ? POLICY_WRITE_DATA : POLICY_DDL;
+	default: return POLICY_READ_DATA;
+	}
+}
+
+/* The access of a statement that names no table. */
+static enum policy_access access_of_kind(enum sql_kind k)
+{
+	switch (k) {
+	case SQL_SELECT: case SQL_DECLARE: case SQL_SET: case SQL_ASSERT: case SQL_RAISE:
+	case SQL_BEGIN_TRANSACTION: case SQL_COMMIT_TRANSACTION: case SQL_ROLLBACK_TRANSACTION:
+	case SQL_CONTROL:
+		return POLICY_READ_DATA;
+	case SQL_GRANT: case SQL_REVOKE:
+		return POLICY_IAM;
+	case SQL_INSERT: case SQL_UPDATE: case SQL_DELETE: case SQL_MERGE: case SQL_LOAD_DATA:
+	case SQL_TRUNCATE_TABLE: case SQL_EXPORT_DATA: case SQL_EXPORT_MODEL:
+		return POLICY_WRITE_DATA;
+	default:
+		return POLICY_DDL;
+	}
+}
+
+static json_t *describe_sql(const struct sql_result *r, const char *text)
+{
+	json_t *stmts = json_array();
+	int i, j;
+
+	for (i = 0; i < r->n_stmts; i++) {
+		const struct sql_stmt *st = &r->stmts[i];
+		json_t *o = json_object(), *tabs = json_array();
+
+		if (st->kind == SQL_CONTROL)
+			continue;
+		for (j = st->first_table; j < st->first_table + st->n_tables; j++) {
+			const struct sql_table *t = &r->tables[j];
+			char role[2] = { (char)t->role, 0 };
+
+			json_array_append_new(tabs, json_pack("{s:s, s:s, s:I}", "name", t->name,
+				"role", role, "offset", (json_int_t)(t->p - text)));
+		}
+		json_object_set_new(o, "kind", json_string(sql_kind_name(st->kind)));
+		json_object_set_new(o, "unbounded", json_boolean(st->unbounded));
+		json_object_set_new(o, "offset", json_integer((json_int_t)st->off));
+		json_object_set_new(o, "tables", tabs);
+		json_array_append_new(stmts, o);
+	}
+	return stmts;
+}
+
+/* Analyze one SQL text and add its items. Returns its description or NULL. */
+static json_t *sql_items(struct items *s, const char *op, const char *text, size_t len,
+			 int legacy, int dry_run, const char *project, const char *dataset,
+			 int stmt_base, int *n_stmts)
+{
+	size_t max_toks = len + 16, names_cap = len * 2 + 4096;
+	struct sql_stmt *stmts = calloc(1024, sizeof(*stmts));
+	struct sql_table *tables = calloc(4096, sizeof(*tables));
+	struct sql_token *toks = calloc(max_toks, sizeof(*toks));
+	char *names = malloc(names_cap);
+	struct sql_result r;
+	struct policy_item *it;
+	json_t *desc = NULL;
+	int i, j;
+
+	*n_stmts = 0;
+	if (!stmts || !tables || !toks || !names || len > GATE_MAX_SQL_BYTES) {
+		it = add(s);
+		if (it) {
+			it->operation = op;
+			it->kind = "UNKNOWN";
+			it->statement = stmt_base;
+		}
+		goto out;
+	}
+	sql_result_init(&r, stmts, 1024, tables, 4096, toks, (int)max_toks, names, names_cap);
+	sql_analyze(text, len, project, dataset && *dataset ? dataset : NULL, &r);
+	for (i = 0; i < r.n_stmts; i++) {
+		const struct sql_stmt *st = &r.stmts[i];
+
+		if (st->kind == SQL_CONTROL)
+			continue;
+		for (j = 0; j < (st->n_tables ? st->n_tables : 1); j++) {
+			const struct sql_table *t = st->n_tables ? &r.tables[st->first_table + j] : NULL;
+
+			if (!(it = add(s)))
+				break;
+			it->operation = op;
+			it->kind = sql_kind_name(st->kind);
+			it->unbounded = st->unbounded;
+			it->legacy_sql = legacy;
+			it->statement = stmt_base + i;
+			it->access = t ? access_of_ref(st->kind, t->role) : access_of_kind(st->kind);
+			if (dry_run) /* nothing runs: BigQuery only reports what would happen */
+				it->access = POLICY_READ_METADATA;
+			if (t)
+				set_names(s, it, t->name, t->flags & SQL_TF_SCHEMA);
+		}
+	}
+	*n_stmts = r.n_stmts;
+	desc = describe_sql(&r, text);
+	if (r.error)
+		json_array_append_new(desc, json_pack("{s:s, s:s, s:I}", "kind", "UNKNOWN",
+			"error", r.error, "offset", (json_int_t)r.error_off));
+out:
+	free(stmts);
+	free(tables);
+	free(toks);
+	free(names);
+	return desc;
+}
+
+static void refuse(struct gate_verdict *out, int status, const char *why)
+{
+	out->d.verdict = POLICY_DENY;
+	out->d.rule = "api-model";
+	out->d.item = -1;
+	snprintf(out->d.reason, sizeof(out->d.reason), "sluice: %s", why);
+	out->status = status;
+}
+
+/* Items of a request that carries no SQL, and of a job's non-SQL parts. */
+static void api_items(struct items *s, const struct route_result *rr)
+{
+	static const char *const job_ops[] = {
+		[ROUTE_JOB_NONE] = NULL, [ROUTE_JOB_QUERY] = NULL,
+		[ROUTE_JOB_LOAD] = "bigquery.jobs.insert.load",
+		[ROUTE_JOB_COPY] = "bigquery.jobs.insert.copy",
+		[ROUTE_JOB_EXTRACT] = "bigquery.jobs.insert.extract",
+	};
+	const char *op = job_ops[rr->job_type] ? job_ops[rr->job_type] : rr->method_id;
+	struct policy_item *it;
+	int i;
+
+	if (rr->dest_table[0] && (rr->job_type != ROUTE_JOB_QUERY ||
+				  rr->write_disposition != ROUTE_WD_NONE)) {
+		if ((it = add(s))) {
+			it->operation = op;
+			it->access = rr->dry_run ? POLICY_READ_METADATA : POLICY_WRITE_DATA;
+			set_names(s, it, rr->dest_table, 0);
+		}
+	}
+	for (i = 0; i < rr->n_sources; i++) {
+		if (!(it = add(s)))
+			return;
+		it->operation = op;
+		it->access = rr->dry_run ? POLICY_READ_METADATA : POLICY_READ_DATA;
+		set_names(s, it, rr->sources[i], 0);
+	}
+	if (rr->n_sql || rr->dest_table[0] || rr->n_sources)
+		return;
+	if ((it = add(s))) {
+		it->operation = op;
+		it->access = access_of_route(rr->access);
+		it->project = rr->project;
+		it->dataset = rr->dataset;
+		it->table = rr->table;
+	}
+}
+
+static json_t *describe_items(const struct items *s)
+{
+	json_t *a = json_array();
+	int i;
+
+	for (i = 0; i < s->n; i++) {
+		const struct policy_item *it = &s->it[i];
+
+		json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:i}",
+			"operation", it->operation ? it->operation : "", "access",
+			policy_access_name(it->access), "kind", it->kind, "project", it->project,
+			"dataset", it->dataset, "table", it->table, "unbounded", it->unbounded,
+			"legacy_sql", it->legacy_sql, "statement", it->statement));
+	}
+	return a;
+}
+
+static void finish(const struct policy *policy, const struct policy_subject *subject,
+		   struct items *s, json_t *statements, int want, struct gate_verdict *out)
+{
+	if (s->overflow) {
+		refuse(out, 400, "the request touches more tables than sluice can check "
+			  "(GATE_MAX_ITEMS); split it");
+	} else if (policy) {
+		policy_decide(policy, subject, s->it, s->n, &out->d);
+		out->status = 403;
+	}
+	if (want) {
+		json_t *a = json_object();
+
+		json_object_set_new(a, "statements", statements ? statements : json_array());
+		json_object_set_new(a, "items", describe_items(s));
+		out->analysis = a;
+	} else {
+		json_decref(statements);
+	}
+}
+
+int gate_decide(const struct policy *policy, const struct policy_subject *subject,
+		const struct gate_request *req, int want, struct gate_verdict *out)
+{
+	struct items *s = malloc(sizeof(*s)); /* not zeroed: 0.8 MB; add() fills what it hands out */
+	struct route_result rr;
+	json_t *statements = NULL, *d;
+	const char *project;
+	int i, n, base = 0;
+
+	memset(out, 0, sizeof(*out));
+	refuse(out, 403, "request not understood");
+	if (!s)
+		return -1;
+	s->n = s->overflow = 0;
+	s->used = 0;
+	route_classify(req->host, req->method, req->target, req->target_len, req->method_override,
+		       req->content_type, req->content_encoding, req->body, req->body_len, &rr);
+	out->method_id = rr.method_id;
+	if (rr.refusal || !rr.method_id) {
+		refuse(out, 403, rr.refusal ? rr.refusal : "request not understood");
+		route_result_free(&rr);
+		free(s);
+		return 0;
+	}
+	project = rr.default_project[0] ? rr.default_project : rr.project;
+	for (i = 0; i < rr.n_sql; i++) {
+		if (rr.sql[i].non_sql)
+			continue; /* a JAVASCRIPT/PYTHON routine body: the routine item decides */
+		d = sql_items(s, rr.method_id, rr.sql[i].text, rr.sql[i].len, rr.sql[i].legacy,
+			      rr.dry_run, project, rr.default_dataset, base, &n);
+		base += n;
+		if (!statements)
+			statements = json_array();
+		json_array_extend(statements, d);
+		json_decref(d);
+	}
+	api_items(s, &rr);
+	finish(policy, subject, s, statements, want, out);
+	route_result_free(&rr);
+	free(s);
+	return 0;
+}
+
+int gate_explain_sql(const struct policy *policy, const struct policy_subject *subject,
+		     const char *sql, size_t len, const char *project, const char *dataset,
+		     struct gate_verdict *out)
+{
+	struct items *s = malloc(sizeof(*s));
+	json_t *statements;
+	int n;
+
+	memset(out, 0, sizeof(*out));
+	if (!s) {
+		refuse(out, 403, "out of memory");
+		return -1;
+	}
+	s->n = s->overflow = 0;
+	s->used = 0;
+	out->method_id = "bigquery.jobs.query";
+	out->d.verdict = POLICY_DENY;
+	out->d.rule = "";
+	statements = sql_items(s, "bigquery.jobs.query", sql, len, 0, 0, project, dataset, 0, &n);
+	finish(policy, subject, s, statements, 1, out);
+	free(s);
+	return 0;
+}
+
+void gate_verdict_free(struct gate_verdict *v)
+{
+	json_decref(v->analysis);
+	v->analysis = NULL;
+}
