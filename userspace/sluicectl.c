@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ctl.h"
 #include "tls.h"
 
 static void usage(FILE *out)
@@ -14,6 +15,9 @@ static void usage(FILE *out)
 		     "                 make the local CA that agents' TLS is re-terminated with\n"
 		     "  ca export [--cert F]\n"
 		     "                 print the CA certificate, for containers' trust stores\n"
+		     "  explain --sql TEXT [--project P] [--default-dataset D] [--policy FILE]\n"
+		     "          [--group G]... [--cgroup PATH] [--json]\n"
+		     "                 what sluice makes of a query, and what the policy decides\n"
 		     "  help           this text\n");
 }
 
@@ -27,6 +31,8 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	if (!strcmp(argv[1], "explain"))
+		return ctl_cmd_explain(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ca") && argc >= 3 && !strcmp(argv[2], "init"))
 		return tls_cmd_ca_init(argc - 2, argv + 2);
 	if (!strcmp(argv[1], "ca") && argc >= 3 && !strcmp(argv[2], "export"))
