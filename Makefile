@@ -35,6 +35,9 @@ LIB_SRCS  := $(filter-out $(MAINS),$(wildcard userspace/*.c))
 LIB_OBJS  := $(patsubst userspace/%.c,$(B)/obj/%.o,$(LIB_SRCS))
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 UNITS     := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRCS))
+FUZZERS   := $(patsubst tests/fuzz/%_fuzz.c,%,$(wildcard tests/fuzz/*_fuzz.c))
+REPLAYS   := $(patsubst %,$(B)/tests/unit/replay-%,$(FUZZERS))
+FUZZ_SECONDS ?= 60
 
 .PHONY: all check demo bench fuzz install clean
 .SECONDARY: $(BPF_OBJS) $(SKELS)
@@ -71,7 +74,23 @@ $(B)/tests/unit/%: tests/unit/%.c $(B)/libsluice.a tests/lib/tap.h | $(SKELS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Iuserspace -Itests/lib -MMD -MP $(LDFLAGS) -o $@ $< $(B)/libsluice.a $(LDLIBS)
 
-check: all $(UNITS)
+# Each fuzz driver also runs over its corpus in make check, without libFuzzer.
+$(B)/tests/unit/replay-%: tests/fuzz/%_fuzz.c tests/fuzz/replay.c $(B)/libsluice.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -DCORPUS='"tests/fuzz/corpus/$*"' $(LDFLAGS) -o $@ tests/fuzz/$*_fuzz.c \
+		tests/fuzz/replay.c $(B)/libsluice.a $(LDLIBS)
+
+# Bounded libFuzzer runs (clang, ASan+UBSan) of every driver, growing build/fuzz/corpus-NAME.
+fuzz: $(SKELS)
+	@mkdir -p $(B)/fuzz
+	@for f in $(FUZZERS); do \
+	  $(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE -Iinclude -I$(B) \
+	    $(PKG_CFLAGS) tests/fuzz/$${f}_fuzz.c $(LIB_SRCS) -o $(B)/fuzz/$$f $(PKG_LIBS) -lpthread || exit 1; \
+	  mkdir -p $(B)/fuzz/corpus-$$f; \
+	  $(B)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) $(B)/fuzz/corpus-$$f tests/fuzz/corpus/$$f || exit 1; \
+	done
+
+check: all $(UNITS) $(REPLAYS)
 	@tests/run.sh $(T)
 
 demo:
