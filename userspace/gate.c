@@ -5,6 +5,7 @@
  * of copy, load and extract jobs, or the API operation itself when no SQL is carried. The
  * policy's strictest answer over the items is the request's. */
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +109,67 @@ static enum policy_access access_of_kind(enum sql_kind k)
 	}
 }
 
+/* Scratch memory of one thread, kept between requests: a request allocates nothing big. */
+struct scratch {
+	struct items items;
+	struct sql_stmt stmts[1024];
+	struct sql_table tables[4096];
+	struct sql_token *toks;
+	size_t max_toks;
+	char *names;
+	size_t names_cap;
+};
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p)
+{
+	struct scratch *sc = p;
+
+	free(sc->toks);
+	free(sc->names);
+	free(sc);
+}
+
+static void scratch_key_init(void)
+{
+	pthread_key_create(&scratch_key, scratch_free);
+}
+
+/* This thread's scratch, with room for the tokens and names of a <len>-byte text. */
+static struct scratch *scratch_get(size_t len)
+{
+	struct scratch *sc;
+	size_t toks = len + 16, names = len * 2 + 4096;
+	void *p;
+
+	pthread_once(&scratch_once, scratch_key_init);
+	sc = pthread_getspecific(scratch_key);
+	if (!sc) {
+		sc = calloc(1, sizeof(*sc));
+		if (!sc || pthread_setspecific(scratch_key, sc)) {
+			free(sc);
+			return NULL;
+		}
+	}
+	if (toks > sc->max_toks) {
+		p = realloc(sc->toks, toks * sizeof(*sc->toks));
+		if (!p)
+			return NULL;
+		sc->toks = p;
+		sc->max_toks = toks;
+	}
+	if (names > sc->names_cap) {
+		p = realloc(sc->names, names);
+		if (!p)
+			return NULL;
+		sc->names = p;
+		sc->names_cap = names;
+	}
+	return sc;
+}
+
 static json_t *describe_sql(const struct sql_result *r, const char *text)
 {
 	json_t *stmts = json_array();
@@ -138,20 +200,16 @@ static json_t *describe_sql(const struct sql_result *r, const char *text)
 /* Analyze one SQL text and add its items. Returns its description or NULL. */
 static json_t *sql_items(struct items *s, const char *op, const char *text, size_t len,
 			 int legacy, int dry_run, const char *project, const char *dataset,
-			 int stmt_base, int *n_stmts)
+			 int stmt_base, int *n_stmts, int want)
 {
-	size_t max_toks = len + 16, names_cap = len * 2 + 4096;
-	struct sql_stmt *stmts = calloc(1024, sizeof(*stmts));
-	struct sql_table *tables = calloc(4096, sizeof(*tables));
-	struct sql_token *toks = calloc(max_toks, sizeof(*toks));
-	char *names = malloc(names_cap);
+	struct scratch *sc = len <= GATE_MAX_SQL_BYTES ? scratch_get(len) : NULL;
 	struct sql_result r;
 	struct policy_item *it;
 	json_t *desc = NULL;
 	int i, j;
 
 	*n_stmts = 0;
-	if (!stmts || !tables || !toks || !names || len > GATE_MAX_SQL_BYTES) {
+	if (!sc) {
 		it = add(s);
 		if (it) {
 			it->operation = op;
@@ -160,7 +218,8 @@ static json_t *sql_items(struct items *s, const char *op, const char *text, size
 		}
 		goto out;
 	}
-	sql_result_init(&r, stmts, 1024, tables, 4096, toks, (int)max_toks, names, names_cap);
+	sql_result_init(&r, sc->stmts, 1024, sc->tables, 4096, sc->toks, (int)sc->max_toks,
+			sc->names, sc->names_cap);
 	sql_analyze(text, len, project, dataset && *dataset ? dataset : NULL, &r);
 	for (i = 0; i < r.n_stmts; i++) {
 		const struct sql_stmt *st = &r.stmts[i];
@@ -185,15 +244,13 @@ static json_t *sql_items(struct items *s, const char *op, const char *text, size
 		}
 	}
 	*n_stmts = r.n_stmts;
+	if (!want)
+		goto out;
 	desc = describe_sql(&r, text);
 	if (r.error)
 		json_array_append_new(desc, json_pack("{s:s, s:s, s:I}", "kind", "UNKNOWN",
 			"error", r.error, "offset", (json_int_t)r.error_off));
 out:
-	free(stmts);
-	free(tables);
-	free(toks);
-	free(names);
 	return desc;
 }
 
@@ -286,7 +343,8 @@ static void finish(const struct policy *policy, const struct policy_subject *sub
 int gate_decide(const struct policy *policy, const struct policy_subject *subject,
 		const struct gate_request *req, int want, struct gate_verdict *out)
 {
-	struct items *s = malloc(sizeof(*s)); /* not zeroed: 0.8 MB; add() fills what it hands out */
+	struct scratch *sc = scratch_get(0);
+	struct items *s = sc ? &sc->items : NULL;
 	struct route_result rr;
 	json_t *statements = NULL, *d;
 	const char *project;
@@ -304,7 +362,6 @@ int gate_decide(const struct policy *policy, const struct policy_subject *subjec
 	if (rr.refusal || !rr.method_id) {
 		refuse(out, 403, rr.refusal ? rr.refusal : "request not understood");
 		route_result_free(&rr);
-		free(s);
 		return 0;
 	}
 	project = rr.default_project[0] ? rr.default_project : rr.project;
@@ -312,17 +369,17 @@ int gate_decide(const struct policy *policy, const struct policy_subject *subjec
 		if (rr.sql[i].non_sql)
 			continue; /* a JAVASCRIPT/PYTHON routine body: the routine item decides */
 		d = sql_items(s, rr.method_id, rr.sql[i].text, rr.sql[i].len, rr.sql[i].legacy,
-			      rr.dry_run, project, rr.default_dataset, base, &n);
+			      rr.dry_run, project, rr.default_dataset, base, &n, want);
 		base += n;
-		if (!statements)
+		if (d && !statements)
 			statements = json_array();
-		json_array_extend(statements, d);
+		if (d)
+			json_array_extend(statements, d);
 		json_decref(d);
 	}
 	api_items(s, &rr);
 	finish(policy, subject, s, statements, want, out);
 	route_result_free(&rr);
-	free(s);
 	return 0;
 }
 
@@ -330,7 +387,8 @@ int gate_explain_sql(const struct policy *policy, const struct policy_subject *s
 		     const char *sql, size_t len, const char *project, const char *dataset,
 		     struct gate_verdict *out)
 {
-	struct items *s = malloc(sizeof(*s));
+	struct scratch *sc = scratch_get(0);
+	struct items *s = sc ? &sc->items : NULL;
 	json_t *statements;
 	int n;
 
@@ -344,9 +402,8 @@ int gate_explain_sql(const struct policy *policy, const struct policy_subject *s
 	out->method_id = "bigquery.jobs.query";
 	out->d.verdict = POLICY_DENY;
 	out->d.rule = "";
-	statements = sql_items(s, "bigquery.jobs.query", sql, len, 0, 0, project, dataset, 0, &n);
+	statements = sql_items(s, "bigquery.jobs.query", sql, len, 0, 0, project, dataset, 0, &n, 1);
 	finish(policy, subject, s, statements, 1, out);
-	free(s);
 	return 0;
 }
 
