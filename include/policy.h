@@ -57,6 +57,10 @@ void policy_free(struct policy *p);
 void policy_decide(const struct policy *p, const struct policy_subject *subject,
 		   const struct policy_item *items, int n, struct policy_decision *out);
 
+/* The groups the policy's "groups" map gives cgroup <cgroup> (globs on cgroup paths): fills
+ * out[0..max) with names owned by <p>; returns how many. */
+int policy_groups_of(const struct policy *p, const char *cgroup, const char **out, int max);
+
 /* "allow", "approve", "deny". */
 const char *policy_verdict_name(enum policy_verdict v);
 /* "read-data", ... as written in policy files. */

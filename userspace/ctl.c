@@ -121,6 +121,9 @@ int ctl_cmd_explain(int argc, char **argv)
 		fprintf(stderr, "sluicectl explain: %s\n", err);
 		return 2;
 	}
+	if (pol && *sub.cgroup) /* the groups the policy gives that cgroup, besides --group */
+		sub.n_groups += policy_groups_of(pol, sub.cgroup, groups + sub.n_groups,
+						 64 - sub.n_groups);
 	rc = gate_explain_sql(pol, &sub, sql, strlen(sql), project, dataset, &v);
 	o = answer(&v, pol != NULL);
 	if (json) {

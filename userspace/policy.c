@@ -26,10 +26,17 @@ struct rule {
 	enum policy_verdict verdict;
 };
 
+struct group {
+	char *name;
+	struct list cgroups;
+};
+
 struct policy {
 	struct rule rules[POLICY_MAX_RULES];
 	int n;
 	enum policy_verdict dflt;
+	struct group groups[POLICY_MAX_LIST];
+	int n_groups;
 };
 
 static const char *const access_names[POLICY_ACCESS_COUNT] = {
@@ -243,9 +250,30 @@ struct policy *policy_load(const char *path, char *err, size_t errlen)
 		goto fail;
 	}
 	json_object_foreach(root, key, v) {
-		if (strcmp(key, "rules") && strcmp(key, "default") && strcmp(key, "description"))
-			fail(&c, key, "unknown key; a policy has \"description\", \"default\" and "
-				      "\"rules\"");
+		if (strcmp(key, "rules") && strcmp(key, "default") && strcmp(key, "description") &&
+		    strcmp(key, "groups"))
+			fail(&c, key, "unknown key; a policy has \"description\", \"groups\", "
+				      "\"default\" and \"rules\"");
+	}
+	v = json_object_get(root, "groups");
+	if (v && (!json_is_object(v) || json_object_size(v) > POLICY_MAX_LIST))
+		fail(&c, "groups", "must be an object mapping a group name to cgroup path globs, "
+			 "e.g. {\"analysts\": [\"/agents.slice/analyst-*\"]}");
+	else if (v) {
+		json_t *g;
+
+		json_object_foreach(v, key, g) {
+			struct group *gr = &p->groups[p->n_groups++];
+
+			gr->name = strdup(key);
+			get_list(&c, v, "groups", key, &gr->cgroups, 0);
+			if (!gr->cgroups.n && !c.failed) {
+				char kp[300];
+
+				snprintf(kp, sizeof(kp), "groups.%s", key);
+				fail(&c, kp, "must list at least one cgroup path glob");
+			}
+		}
 	}
 	p->dflt = POLICY_DENY;
 	v = json_object_get(root, "default");
@@ -287,6 +315,10 @@ void policy_free(struct policy *p)
 
 	if (!p)
 		return;
+	for (i = 0; i < p->n_groups; i++) {
+		free(p->groups[i].name);
+		list_free(&p->groups[i].cgroups);
+	}
 	for (i = 0; i < p->n; i++) {
 		struct rule *r = &p->rules[i];
 
@@ -301,6 +333,19 @@ void policy_free(struct policy *p)
 		list_free(&r->operations);
 	}
 	free(p);
+}
+
+int policy_groups_of(const struct policy *p, const char *cgroup, const char **out, int max)
+{
+	int i, j, n = 0;
+
+	for (i = 0; i < p->n_groups && n < max; i++)
+		for (j = 0; j < p->groups[i].cgroups.n; j++)
+			if (!fnmatch(p->groups[i].cgroups.v[j], cgroup ? cgroup : "", 0)) {
+				out[n++] = p->groups[i].name;
+				break;
+			}
+	return n;
 }
 
 /* Does <s> match one of the globs of <l>? An unconstrained list matches anything. */

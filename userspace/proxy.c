@@ -574,7 +574,8 @@ static const char *header(const struct http1_request *r, const char *name, char 
 /* Decide the request (API model, SQL analyzer, policy). Returns 1 when it may go on. */
 static int decide(struct conn *c)
 {
-	struct policy_subject sub = { .cgroup = c->cgroup };
+	const char *groups[POLICY_MAX_LIST];
+	struct policy_subject sub = { .cgroup = c->cgroup, .groups = groups };
 	struct gate_request g = { .host = c->sni, .target = c->req.target.p,
 				  .target_len = c->req.target.len,
 				  .body = c->s[CLI].in.p + c->head_len, .body_len = c->body_len };
@@ -593,6 +594,7 @@ static int decide(struct conn *c)
 	g.method_override = header(&c->req, "x-http-method-override", override, sizeof(override));
 	g.content_type = header(&c->req, "content-type", ctype, sizeof(ctype));
 	g.content_encoding = header(&c->req, "content-encoding", cenc, sizeof(cenc));
+	sub.n_groups = policy_groups_of(c->env->policy, c->cgroup, groups, POLICY_MAX_LIST);
 	gate_decide(c->env->policy, &sub, &g, 0, &v);
 	if (v.d.verdict == POLICY_ALLOW)
 		return 1;

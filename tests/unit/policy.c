@@ -98,6 +98,25 @@ int main(void)
 	ok(strstr(d.reason, "useLegacySql"), "... and the reason says what to send (%s)", d.reason);
 	policy_free(p);
 
+	p = load_text("{\"groups\": {\"analysts\": [\"/agents.slice/analyst-*\"]},\n"
+		      " \"rules\": [{\"name\": \"analysts-read\", \"groups\": [\"analysts\"],"
+		      " \"statements\": [\"SELECT\"], \"decision\": \"allow\"}]}", err, sizeof(err));
+	ok(p != NULL, "a policy with a groups map loads (%s)", err);
+	if (p) {
+		const char *g[4];
+		struct policy_subject an = { .cgroup = "/agents.slice/analyst-7", .groups = g };
+
+		an.n_groups = policy_groups_of(p, an.cgroup, g, 4);
+		is_int(an.n_groups, 1, "the cgroup glob gives the group");
+		items[0] = stmt("SELECT", POLICY_READ_DATA, "crm", "customers", 0);
+		policy_decide(p, &an, items, 1, &d);
+		is_int(d.verdict, POLICY_ALLOW, "a rule on the group matches its cgroups");
+		policy_decide(p, &sub, items, 1, &d);
+		is_int(d.verdict, POLICY_DENY, "... and no other cgroup");
+		policy_free(p);
+	}
+	refused("{\"groups\": {\"a\": []}, \"rules\": []}", 1, "groups.a", "non-empty list");
+
 	p = policy_load("policies/readonly-agent.json", err, sizeof(err));
 	ok(p != NULL, "policies/readonly-agent.json loads (%s)", err);
 	if (p) {
