@@ -96,7 +96,12 @@ check: all $(UNITS) $(REPLAYS)
 demo:
 	scripts/install-deps.sh && $(MAKE) all && scripts/demo.sh
 
-bench: all
+$(B)/bench/gaterate: tests/bench/gaterate.c $(B)/libsluice.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libsluice.a $(LDLIBS)
+
+bench: all $(B)/bench/gaterate
+	$(B)/bench/gaterate | tee $(B)/bench-gate.txt
 	scripts/bench.sh
 
 install: all
