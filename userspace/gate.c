@@ -288,7 +288,9 @@ static void api_items(struct items *s, const struct route_result *rr)
 		if (!(it = add(s)))
 			return;
 		it->operation = op;
-		it->access = rr->dry_run ? POLICY_READ_METADATA : POLICY_READ_DATA;
+		/* an extract sends the table out of BigQuery: like EXPORT DATA, not a read */
+		it->access = rr->dry_run ? POLICY_READ_METADATA : rr->job_type == ROUTE_JOB_EXTRACT ?
+			     POLICY_WRITE_DATA : POLICY_READ_DATA;
 		set_names(s, it, rr->sources[i], 0);
 	}
 	if (rr->n_sql || rr->dest_table[0] || rr->n_sources)

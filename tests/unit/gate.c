@@ -75,6 +75,29 @@ int main(void)
 	       POLICY_DENY, "fields= refused by the API model");
 	is_int(call("GET", "/bigquery/v2/projects/demo-project/nope", &v), POLICY_DENY,
 	       "unknown path refused (fail closed)");
+	is_int(post("/bigquery/v2/projects/demo-project/datasets/crm/tables/customers/insertAll",
+		    "{\"rows\": [{\"json\": {\"name\": \"x\"}}]}", &v),
+	       POLICY_APPROVE, "insertAll into crm: a write without SQL, needs approval");
+	is_int(post("/bigquery/v2/projects/demo-project/datasets/sales/tables/orders/insertAll",
+		    "{\"rows\": [{\"json\": {\"order_id\": 1}}]}", &v),
+	       POLICY_ALLOW, "insertAll into sales allowed by sales-api-writes");
+	is_int(call("DELETE", "/bigquery/v2/projects/demo-project/datasets/sales?deleteContents=true", &v),
+	       POLICY_DENY, "datasets.delete with deleteContents refused");
+	is_int(post("/bigquery/v2/projects/demo-project/jobs", "{\"configuration\": {\"copy\": {"
+		    "\"sourceTable\": {\"projectId\": \"demo-project\", \"datasetId\": \"sales\", "
+		    "\"tableId\": \"orders\"}, \"destinationTable\": {\"projectId\": \"demo-project\", "
+		    "\"datasetId\": \"crm\", \"tableId\": \"customers\"}, \"writeDisposition\": "
+		    "\"WRITE_TRUNCATE\"}}}", &v),
+	       POLICY_APPROVE, "a copy job overwriting a crm table is a write needing approval");
+	is_int(post("/bigquery/v2/projects/demo-project/jobs", "{\"configuration\": {\"extract\": {"
+		    "\"sourceTable\": {\"projectId\": \"demo-project\", \"datasetId\": \"hr\", "
+		    "\"tableId\": \"salaries\"}, \"destinationUris\": [\"gs://x/y\"]}}}", &v),
+	       POLICY_DENY, "an extract job (data leaves BigQuery) is not allowed by read rules");
+	ok(strstr(v.d.reason, "bigquery.jobs.insert.extract"), "... and is named as an extract: %s",
+	   v.d.reason);
+	is_int(post("/bigquery/v2/projects/demo-project/datasets/sales/tables/orders:setIamPolicy",
+		    "{\"policy\": {\"bindings\": []}}", &v),
+	       POLICY_DENY, "setIamPolicy refused");
 	gate_verdict_free(&v);
 
 	gate_explain_sql(prod, &sub, "CREATE OR REPLACE TABLE crm.customers AS SELECT 1 AS x", 52,
