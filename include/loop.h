@@ -59,6 +59,10 @@ const struct loop_env *worker_env(struct worker *w);
 uint64_t worker_now_ms(struct worker *w);
 int worker_stopping(struct worker *w);
 
+/* Run fn(arg) on worker <w>'s thread soon; callable from any thread (a resolver, the
+ * recorder, the approval store). Returns 0, or -ENOMEM. */
+int worker_post(struct worker *w, void (*fn)(void *arg), void *arg);
+
 /* Post a receive on <fd>; data arrives in proxy_on_recv from a loop buffer. */
 int worker_recv(struct worker *w, struct op *op, int fd);
 /* Post a send of buf[0..len) (must stay valid until completion). */

@@ -29,6 +29,13 @@ struct lsock {
 	uint64_t netns;
 };
 
+/* A call handed to a worker by another thread. */
+struct posted {
+	struct posted *next;
+	void (*fn)(void *arg);
+	void *arg;
+};
+
 struct worker {
 	struct loop *l;
 	pthread_t thread;
@@ -49,6 +56,7 @@ struct worker {
 	int n_pending;
 	struct lsock *socks;
 	int n_socks;
+	struct posted *posted, **posted_tail; /* under <mu> */
 };
 
 struct loop {
@@ -200,6 +208,42 @@ static void take_listeners(struct worker *w)
 	pthread_mutex_unlock(&w->mu);
 }
 
+static void wake(struct worker *w);
+
+int worker_post(struct worker *w, void (*fn)(void *arg), void *arg)
+{
+	struct posted *p = malloc(sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	p->next = NULL;
+	p->fn = fn;
+	p->arg = arg;
+	pthread_mutex_lock(&w->mu);
+	*w->posted_tail = p;
+	w->posted_tail = &p->next;
+	pthread_mutex_unlock(&w->mu);
+	wake(w);
+	return 0;
+}
+
+/* Run what other threads posted, in order. */
+static void run_posted(struct worker *w)
+{
+	struct posted *p, *next;
+
+	pthread_mutex_lock(&w->mu);
+	p = w->posted;
+	w->posted = NULL;
+	w->posted_tail = &w->posted;
+	pthread_mutex_unlock(&w->mu);
+	for (; p; p = next) {
+		next = p->next;
+		p->fn(p->arg);
+		free(p);
+	}
+}
+
 static void begin_stop(struct worker *w)
 {
 	struct io_uring_sqe *sqe;
@@ -271,6 +315,7 @@ static void complete(struct worker *w, struct io_uring_cqe *cqe)
 		break;
 	case OP_WAKE:
 		take_listeners(w);
+		run_posted(w);
 		if (worker_stopping(w) && !w->drain_deadline)
 			begin_stop(w);
 		arm_wake(w);
@@ -310,6 +355,7 @@ static int worker_init(struct worker *w, struct loop *l, char *err, size_t errle
 
 	w->l = l;
 	w->wake_fd = -1;
+	w->posted_tail = &w->posted;
 	pthread_mutex_init(&w->mu, NULL);
 	rc = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
 	if (rc) {

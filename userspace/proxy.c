@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <stdatomic.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@
 #include "proxy.h"
 #include "record.h"
 #include "redirect.h"
+#include "resolve.h"
 #include "tls.h"
 #include "tlshello.h"
 
@@ -64,6 +66,9 @@ struct conn {
 	uint64_t netns, opened_ms, deadline, requests;
 	char sni[256], connect_host[256];
 	char cgroup[512];        /* the agent's cgroup path, read once at accept */
+	uint16_t connect_port;
+	struct resolve_job rj;   /* looking up connect_host (a CONNECT target) */
+	int resolving;
 	const char *route, *reason;
 	char reason_buf[512]; /* owns a deny() message built on the caller's stack */
 	struct sockaddr_storage up_addr;
@@ -162,7 +167,7 @@ static int ops_pending(struct conn *c)
 	for (i = 0; i < 2; i++)
 		if (c->s[i].rop.pending || c->s[i].sop.pending || c->s[i].cop.pending)
 			return 1;
-	return 0;
+	return c->resolving;
 }
 
 static void conn_free(struct conn *c)
@@ -331,26 +336,6 @@ static void origin_addr(struct conn *c)
 	}
 }
 
-/* Choose the upstream for an intercepted host: a configured override, else the address the
- * agent was connecting to (it resolved the name; TLS verification checks the name). */
-static int choose_upstream(struct conn *c)
-{
-	const struct sluice_conf *conf = c->env->conf;
-	int i;
-
-	c->up_tls = c->env->tls_clients[0];
-	for (i = 0; i < conf->n_overrides; i++) {
-		if (!strcasecmp(conf->overrides[i].host, c->sni)) {
-			c->up_tls = c->env->tls_clients[1 + i];
-			return parse_addr(conf->overrides[i].address, &c->up_addr, &c->up_len);
-		}
-	}
-	if (c->connect_host[0])
-		return -1; /* reached through a CONNECT proxy: the name is not resolved here */
-	origin_addr(c);
-	return 0;
-}
-
 static int upstream_connect(struct conn *c)
 {
 	struct side *u = &c->s[UP];
@@ -362,6 +347,81 @@ static int upstream_connect(struct conn *c)
 	setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	u->connecting = 1;
 	return worker_connect(c->w, &u->cop, u->fd, (struct sockaddr *)&c->up_addr, c->up_len);
+}
+
+/* The upstream address is known: connect, and set up TLS toward an intercepted host. */
+static void upstream_open(struct conn *c)
+{
+	if (upstream_connect(c)) {
+		if (c->st == C_SPLICE)
+			conn_close(c, "cannot connect to the original destination");
+		else
+			deny(c, 502, "UNAVAILABLE", "backendError",
+			     "sluice: cannot connect to the BigQuery endpoint");
+		return;
+	}
+	if (c->st == C_SPLICE)
+		return; /* bytes already read stay in s[CLI].in and go out once connected */
+	c->s[UP].tls = tls_conn_client(c->up_tls, c->sni);
+	if (!c->s[UP].tls)
+		deny(c, 502, "UNAVAILABLE", "backendError", "sluice: upstream TLS setup failed");
+}
+
+/* A CONNECT target was looked up (on this worker's thread, from the resolver). */
+static void on_resolved(void *arg)
+{
+	struct conn *c = arg;
+	char msg[400];
+
+	c->resolving = 0;
+	if (c->st != C_CLOSING) {
+		if (c->rj.err) {
+			snprintf(msg, sizeof(msg), "sluice: cannot resolve %s: %s", c->rj.host,
+				 gai_strerror(c->rj.err));
+			if (c->st == C_SPLICE)
+				conn_close(c, "cannot resolve the CONNECT target");
+			else
+				deny(c, 502, "UNAVAILABLE", "backendError", msg);
+		} else {
+			memcpy(&c->up_addr, &c->rj.addr, c->rj.addr_len);
+			c->up_len = c->rj.addr_len;
+			upstream_open(c);
+			advance(c);
+		}
+	}
+	pump(c);
+}
+
+/* Choose the upstream: a configured override for an intercepted host, the CONNECT target
+ * (looked up off the worker), else the address the agent was connecting to (it resolved the
+ * name; TLS verification checks the name). Returns 0 when the address is known, 1 while it
+ * is being resolved (on_resolved goes on), -1 on failure. */
+static int choose_upstream(struct conn *c)
+{
+	const struct sluice_conf *conf = c->env->conf;
+	int i;
+
+	c->up_tls = c->env->tls_clients[0];
+	for (i = 0; c->st != C_SPLICE && i < conf->n_overrides; i++) {
+		if (!strcasecmp(conf->overrides[i].host, c->sni)) {
+			c->up_tls = c->env->tls_clients[1 + i];
+			return parse_addr(conf->overrides[i].address, &c->up_addr, &c->up_len);
+		}
+	}
+	if (c->connect_host[0]) {
+		memset(&c->rj, 0, sizeof(c->rj));
+		snprintf(c->rj.host, sizeof(c->rj.host), "%s", c->connect_host);
+		c->rj.port = c->connect_port;
+		c->rj.w = c->w;
+		c->rj.done = on_resolved;
+		c->rj.arg = c;
+		if (resolve_start(&c->rj))
+			return -1;
+		c->resolving = 1;
+		return 1;
+	}
+	origin_addr(c);
+	return 0;
 }
 
 /* --- peek: what is the agent trying to do? ------------------------------------------------ */
@@ -378,13 +438,16 @@ static int inspected_port(const struct sluice_conf *conf, uint16_t port)
 
 static void start_splice(struct conn *c)
 {
+	int rc;
+
 	c->route = "splice";
 	c->st = C_SPLICE;
 	c->deadline = worker_now_ms(c->w) + (uint64_t)c->env->conf->idle_timeout_ms;
-	origin_addr(c);
-	if (upstream_connect(c))
-		conn_close(c, "cannot connect to the original destination");
-	/* bytes already read stay in s[CLI].in and go out once connected */
+	rc = choose_upstream(c);
+	if (rc < 0)
+		conn_close(c, "cannot resolve the CONNECT target");
+	else if (rc == 0)
+		upstream_open(c);
 }
 
 static void start_tls(struct conn *c)
@@ -451,7 +514,7 @@ static void peek(struct conn *c)
 		}
 		if (conf_host_matches(&conf->hosts, c->sni)) {
 			start_tls(c);
-		} else if (conf->other_tls == CONF_SPLICE && !c->connect_host[0]) {
+		} else if (conf->other_tls == CONF_SPLICE) {
 			start_splice(c);
 		} else {
 			c->route = "deny";
@@ -477,13 +540,18 @@ static void peek(struct conn *c)
 		return;
 	}
 	if (c->req.is_connect) {
+		const char *colon = memrchr(c->req.target.p, ':', c->req.target.len);
+
 		host_of(c->req.target, host, sizeof(host));
-		if (c->connect_host[0] || !conf_host_matches(&conf->hosts, host)) {
+		if (c->connect_host[0] || (!conf_host_matches(&conf->hosts, host) &&
+					   conf->other_tls != CONF_SPLICE)) {
 			deny(c, 403, "PERMISSION_DENIED", "accessDenied",
-			     "sluice: CONNECT is relayed only to intercepted Google API hosts");
+			     "sluice: CONNECT is relayed only to intercepted Google API hosts "
+			     "(intercept.other_tls is deny)");
 			return;
 		}
 		snprintf(c->connect_host, sizeof(c->connect_host), "%s", host);
+		c->connect_port = colon ? (uint16_t)strtoul(colon + 1, NULL, 10) : 443;
 		buf_consume(&a->in, (size_t)rc);
 		side_write(c, CLI, "HTTP/1.1 200 Connection established\r\n\r\n", 39);
 		return; /* the TLS ClientHello follows: peek again */
@@ -623,23 +691,17 @@ static void request_ready(struct conn *c)
 	c->requests++;
 	c->st = C_UPSTREAM;
 	c->deadline = worker_now_ms(c->w) + (uint64_t)c->env->conf->idle_timeout_ms;
-	if (c->s[UP].fd < 0) {
-		if (choose_upstream(c)) {
+	if (c->s[UP].fd < 0 && !c->resolving) {
+		int rc = choose_upstream(c);
+
+		if (rc < 0) {
 			deny(c, 502, "UNAVAILABLE", "backendError",
-			     "sluice: no upstream address for this host (configure "
-			     "upstream.overrides)");
+			     "sluice: no upstream address for this host");
 			return;
 		}
-		if (upstream_connect(c)) {
-			deny(c, 502, "UNAVAILABLE", "backendError",
-			     "sluice: cannot connect to the BigQuery endpoint");
-			return;
-		}
-		c->s[UP].tls = tls_conn_client(c->up_tls, c->sni);
-		if (!c->s[UP].tls) {
-			deny(c, 502, "UNAVAILABLE", "backendError", "sluice: upstream TLS setup failed");
-			return;
-		}
+		if (rc == 1)
+			return; /* on_resolved goes on */
+		upstream_open(c);
 	}
 	advance(c);
 }

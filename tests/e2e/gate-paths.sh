@@ -29,6 +29,29 @@ check_contains "Node client through HTTPS_PROXY (CONNECT) is served" "$out" '"ok
 check_contains "... and recorded as a connection to the proxy port" \
   "$(cat "$GATE_DIR"/records/*.conn.jsonl)" '"dst_port":3128,"sni":"bigquery.googleapis.com","route":"intercept"'
 
+# CONNECT to a host that is not intercepted: sluiced resolves the name itself (off its
+# workers) and splices the TLS inside unchanged, here to the stand-in as "localhost".
+out=$(ct_exec agent node -e '
+  const net = require("net"), tls = require("tls"), fs = require("fs");
+  const [port, ca] = process.argv.slice(1);
+  const s = net.connect(3128, "127.0.0.1", () =>
+    s.write("CONNECT localhost:" + port + " HTTP/1.1\r\nHost: localhost:" + port + "\r\n\r\n"));
+  s.once("data", d => {
+    const t = tls.connect({ socket: s, servername: "localhost", ca: fs.readFileSync(ca) }, () => {
+      console.log("issuer " + t.getPeerCertificate().issuer.CN);
+      t.write("GET /bigquery/v2/projects/demo-project/datasets/viaconnect HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer t\r\nConnection: close\r\n\r\n");
+    });
+    t.on("data", d => process.stdout.write(d.toString().split("\r\n")[0] + "\n"));
+    t.on("error", e => console.log("ERR " + e.code));
+    t.on("close", () => process.exit(0));
+  });
+  setTimeout(() => process.exit(0), 8000);' "$STANDIN_PORT" "$GATE_DIR/standin/ca.pem" 2>&1)
+check_contains "CONNECT to a name sluiced must resolve: the TLS inside reaches the real server" "$out" "HTTP/1.1"
+check_contains "... end to end (the server's own certificate, not sluice's)" "$out" "issuer"
+check_contains "... and the request arrived unchanged (no Via: not intercepted)" \
+  "$(grep viaconnect "$GATE_DIR/standin.log")" '"host":"localhost"'
+check "... spliced, not intercepted" bash -c "! grep viaconnect '$GATE_DIR/standin.log' | grep -q sluice"
+
 # IPv6 and IPv4-mapped destinations (a raw HTTPS request to the API host's address).
 cat > "$GATE_DIR/get.js" <<'JS'
 const https = require("https"), fs = require("fs");
