@@ -49,7 +49,7 @@ function page(rows) {
 fs.writeFileSync(process.argv[1] + "/small.json", page(14));
 fs.writeFileSync(process.argv[1] + "/large.json", page(1100));' "$d"
 
-NGX=$((30000 + $$ % 10000)); HAP=$((NGX + 1)); GATE_PORT=$((NGX + 2))
+NGX=$(gate_free_port); HAP=$(gate_free_port); GATE_PORT=$(gate_free_port)
 mkdir -p "$d/nginx"
 chmod 0755 "$d"; chmod 0644 "$d"/*.json  # nginx's workers run unprivileged
 cat > "$d/nginx.conf" <<NGX
@@ -103,9 +103,9 @@ gate_warm bench || exit 1
 
 # wrk URL -> "rps p50 p99" (latencies in ms)
 run_wrk() {
-  "$@" 2>&1 | awk '
+  "$@" 2>&1 | awk -v cmd="${*: -1}" '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-    /Non-2xx/ { bad = $NF } /Socket errors/ { print "bench: " $0 > "/dev/stderr" }
+    /Non-2xx/ { bad = $NF } /Socket errors/ { print "bench: " cmd ": " $0 > "/dev/stderr" }
     /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) } /^Requests\/sec/ { rps = $2 }
     END { if (bad) printf "0(%s-non-2xx) 0 0\n", bad; else printf "%d %.2f %.2f\n", rps, p50, p99 }'
 }
@@ -130,28 +130,39 @@ for size in small large; do
   rows+=("$size|$direct|$hap|$slu|$spl")
 done
 
-# Memory per idle connection: IDLE agent connections through the gate, TLS established, no
-# request in flight (an upstream connection is opened only for a request).
-rss() { awk '/^VmRSS/ { print $2 }' "/proc/$SLUICED_PID/status"; }
-before=$(rss)
-ct_exec bench node -e '
-const tls = require("tls"); const n = +process.argv[1]; let up = 0; const socks = [];
+# Memory per idle connection: IDLE TLS connections, established, no request in flight (an
+# upstream connection is opened only for a request), to sluiced and to haproxy alike.
+cat > "$d/idle.js" <<'JS'
+const tls = require("tls"); const [host, port, n] = [process.argv[2], +process.argv[3], +process.argv[4]];
+let up = 0; const socks = [];
 function one() {
-  const s = tls.connect({ host: "bigquery.googleapis.com", port: 443, rejectUnauthorized: false,
-    servername: "bigquery.googleapis.com" }, () => {
-    if (++up === n) { console.log("up " + up); setTimeout(() => process.exit(0), 4000); }
-  });
+  const s = tls.connect({ host, port, rejectUnauthorized: false, servername: "bigquery.googleapis.com" },
+    () => { if (++up === n) { console.log("up " + up); setTimeout(() => process.exit(0), 4000); } });
   s.on("error", (e) => { console.error(e.message); process.exit(1); });
   socks.push(s);
 }
 let i = 0; (function more() { for (let k = 0; k < 200 && i < n; k++, i++) one(); if (i < n) setTimeout(more, 10); })();
-' "$IDLE" > "$d/idle.out" 2>&1 &
-idle_pid=$!
-for _ in $(seq 600); do grep -q "^up" "$d/idle.out" && break; sleep 0.1; done
-sleep 1
-after=$(rss)
-wait $idle_pid
-per_conn=$(( (after - before) * 1024 / IDLE ))
+JS
+rss_of() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+# idle_cost PID OUT CMD...: bytes of RSS per connection that CMD's IDLE connections cost PID
+idle_cost() {
+  local pid=$1 out=$2 before after; shift 2
+  before=$(rss_of "$pid")
+  "$@" > "$out" 2>&1 &
+  local cpid=$!
+  for _ in $(seq 600); do grep -q "^up" "$out" && break; sleep 0.1; done
+  sleep 1
+  after=$(rss_of "$pid")
+  wait $cpid
+  grep -q "^up $IDLE" "$out" || { echo "bench: idle client failed: $(head -3 "$out")" >&2; echo 0; return; }
+  echo $(( (after - before) * 1024 / IDLE ))
+}
+per_conn=$(idle_cost "$SLUICED_PID" "$d/idle.out" ct_exec bench node "$d/idle.js" bigquery.googleapis.com 443 "$IDLE")
+hap_conn=0
+for p in $(pgrep -f "haproxy -f $d/haproxy.cfg"); do # the worker holds the connections
+  c=$(idle_cost "$p" "$d/idle-hap.out" node "$d/idle.js" 127.0.0.1 "$HAP" "$IDLE")
+  [ "$c" -gt "$hap_conn" ] && hap_conn=$c
+done
 
 {
   echo "| page | direct rps | direct p50/p99 ms | haproxy rps | haproxy p50/p99 ms | sluiced rps | sluiced p50/p99 ms | spliced rps | spliced p50/p99 ms |"
@@ -164,7 +175,7 @@ per_conn=$(( (after - before) * 1024 / IDLE ))
     echo "| $size | $da | $dp | $ha | $hp | $sa | $sp | $pa | $pp |"
   done
   echo
-  echo "sluiced memory with $IDLE idle TLS connections: $(( (after - before) / 1024 )) MiB more RSS, $per_conn bytes per connection ($(grep -c . "$d/idle.out") line(s) from the client: $(head -1 "$d/idle.out"))."
+  echo "Memory per idle TLS connection ($IDLE connections, RSS growth / $IDLE): sluiced $per_conn bytes, haproxy $hap_conn bytes."
   echo "Page sizes in bytes: ${sizes[*]}."
   echo "wrk: 2 threads, $CONNS connections, ${DUR}s per cell; sluiced 2 workers, haproxy 2 threads, nginx 1 worker; $(nproc) cores."
 } | tee build/bench.md

@@ -525,8 +525,10 @@ static void peek(struct conn *c)
 		return;
 	}
 	/* Not TLS: an HTTP proxy request (CONNECT) or plain HTTP. */
-	if (!c->req_h)
-		c->req_h = calloc((size_t)conf->max_headers, sizeof(*c->req_h));
+	if (!c->req_h && !(c->req_h = calloc((size_t)conf->max_headers, sizeof(*c->req_h)))) {
+		conn_close(c, "out of memory");
+		return;
+	}
 	c->req.headers = c->req_h;
 	rc = http1_parse_request(a->in.p, a->in.len, c->req_last, &lim, &c->req, &why);
 	if (rc == -2) {
@@ -718,6 +720,10 @@ static void parse_request(struct conn *c)
 	if (!c->in_body) {
 		if (!a->in.len)
 			return;
+		if (!c->req_h && !(c->req_h = calloc((size_t)conf->max_headers, sizeof(*c->req_h)))) {
+			conn_close(c, "out of memory");
+			return;
+		}
 		c->req.headers = c->req_h;
 		rc = http1_parse_request(a->in.p, a->in.len, c->req_last, &lim, &c->req, &why);
 		if (rc == -2) {
@@ -1131,10 +1137,9 @@ void proxy_accepted(struct worker *w, int fd, uint64_t netns)
 		c->next->prev = c;
 	*head_of(w) = c;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->req_h = calloc((size_t)env->conf->max_headers, sizeof(*c->req_h));
 	c->have_origin = redirect_origin(env->redirect, netns, (struct sockaddr *)&peer,
 					 &c->origin) == 0;
-	if (!c->have_origin || !c->req_h) {
+	if (!c->have_origin) {
 		/* Not redirected by sluice (someone dialled the listener): nothing to serve. */
 		log_warn("proxy", "connection not made through the redirect: closed");
 		conn_close(c, "not redirected");
@@ -1177,6 +1182,32 @@ void proxy_on_recv(struct worker *w, struct op *op, int res, const char *data, s
 	pump(c);
 }
 
+/* Between requests a connection keeps no buffers: idle agents cost little memory. */
+static void idle_trim(struct conn *c)
+{
+	int i;
+
+	if (c->st != C_REQ || c->in_body || c->close_after_send)
+		return;
+	for (i = 0; i < 2; i++) {
+		struct side *s = &c->s[i];
+
+		if (s->sop.pending || unsent(s) || s->in.len)
+			return;
+	}
+	for (i = 0; i < 2; i++) {
+		buf_free(&c->s[i].in);
+		buf_free(&c->s[i].out);
+		buf_free(&c->s[i].q);
+		if (c->s[i].tls)
+			tls_conn_trim(c->s[i].tls);
+	}
+	free(c->req_h);
+	c->req_h = NULL;
+	free(c->res_h);
+	c->res_h = NULL;
+}
+
 void proxy_on_send(struct worker *w, struct op *op, int res)
 {
 	struct conn *c = op->owner;
@@ -1191,6 +1222,7 @@ void proxy_on_send(struct worker *w, struct op *op, int res)
 		if (s->out.off == s->out.len)
 			s->out.off = s->out.len = 0;
 		advance(c);
+		idle_trim(c);
 	}
 	pump(c);
 }

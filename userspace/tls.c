@@ -886,6 +886,24 @@ long tls_conn_take_out(struct tls_conn *t, void *buf, size_t cap)
 	return n > 0 ? n : 0;
 }
 
+void tls_conn_trim(struct tls_conn *t)
+{
+	BIO *r, *w;
+
+	if (BIO_ctrl_pending(t->rbio) || BIO_ctrl_pending(t->wbio))
+		return;
+	r = BIO_new(BIO_s_mem());
+	w = BIO_new(BIO_s_mem());
+	if (!r || !w) {
+		BIO_free(r);
+		BIO_free(w);
+		return;
+	}
+	SSL_set_bio(t->ssl, r, w); /* frees the old pair */
+	t->rbio = r;
+	t->wbio = w;
+}
+
 void tls_conn_shutdown(struct tls_conn *t)
 {
 	if (t->failed || !SSL_is_init_finished(t->ssl))

@@ -19,7 +19,8 @@ check_contains "missing file is named" "$out" "$tmp/none.json: cannot open"
 out=$(build/sluiced --bogus 2>&1); rc=$?
 check_eq "unknown option: exit 2" "$rc" 2
 
-good='{"workers": 1, "listen_port": '$((20000 + $$ % 20000))', "ca": {"cert": "'$tmp/ca.pem'", "key": "'$tmp/ca.key'"},
+. tests/e2e/lib/gate.sh
+good='{"workers": 1, "listen_port": '$(gate_free_port)', "ca": {"cert": "'$tmp/ca.pem'", "key": "'$tmp/ca.key'"},
  "enforce": {"bpf_pin_dir": "/sys/fs/bpf/sluice-test-'$$'"}, "record": {"dir": "'$tmp/rec'"},
  "policy": "'$PWD/policies/readonly-agent.json'"}'
 echo "$good" > "$tmp/good.json"

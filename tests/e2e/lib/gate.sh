@@ -12,6 +12,15 @@ ct_on_cleanup() {
   [ -n "$GATE_DIR" ] && rm -rf "$GATE_DIR"
 }
 
+# A TCP port below the ephemeral range that no socket on this machine uses.
+gate_free_port() {
+  local p
+  while :; do
+    p=$((10000 + RANDOM % 22000))
+    ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null | grep -q . || { echo "$p"; return; }
+  done
+}
+
 gate_wait_for() { # FILE PATTERN [TRIES]
   local i
   for i in $(seq "${3:-100}"); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
@@ -33,7 +42,7 @@ gate_standin() {
 # gate_config CGROUP [EXTRA_JSON]: sluice CA and configuration enforcing CGROUP.
 gate_config() {
   local cg=$1 extra=${2:-}
-  GATE_PORT=${GATE_PORT:-$((20000 + $$ % 20000))}
+  GATE_PORT=${GATE_PORT:-$(gate_free_port)}
   build/sluicectl ca init --cert "$GATE_DIR/ca.pem" --key "$GATE_DIR/ca.key" >/dev/null || return 1
   cat > "$GATE_DIR/sluice.json" <<JSON
 {
