@@ -64,6 +64,8 @@ struct conn {
 	struct sluice_origin origin;
 	int have_origin;
 	uint64_t netns, opened_ms, deadline, requests;
+	uint64_t active_ms;      /* last completion: buffers are given back after a quiet second */
+	int trimmed;
 	char sni[256], connect_host[256];
 	char cgroup[512];        /* the agent's cgroup path, read once at accept */
 	uint16_t connect_port;
@@ -1124,7 +1126,7 @@ void proxy_accepted(struct worker *w, int fd, uint64_t netns)
 	c->w = w;
 	c->env = env;
 	c->netns = netns;
-	c->opened_ms = worker_now_ms(w);
+	c->opened_ms = c->active_ms = worker_now_ms(w);
 	c->route = "deny";
 	for (i = 0; i < 2; i++) {
 		c->s[i].fd = -1;
@@ -1158,6 +1160,8 @@ void proxy_on_recv(struct worker *w, struct op *op, int res, const char *data, s
 	struct conn *c = op->owner;
 	struct side *s = &c->s[op->side];
 
+	c->active_ms = worker_now_ms(w);
+	c->trimmed = 0;
 	if (c->st != C_CLOSING) {
 		if (res <= 0) {
 			s->eof = 1;
@@ -1187,7 +1191,7 @@ static void idle_trim(struct conn *c)
 {
 	int i;
 
-	if (c->st != C_REQ || c->in_body || c->close_after_send)
+	if (c->trimmed || c->st != C_REQ || c->in_body || c->close_after_send)
 		return;
 	for (i = 0; i < 2; i++) {
 		struct side *s = &c->s[i];
@@ -1206,6 +1210,7 @@ static void idle_trim(struct conn *c)
 	c->req_h = NULL;
 	free(c->res_h);
 	c->res_h = NULL;
+	c->trimmed = 1;
 }
 
 void proxy_on_send(struct worker *w, struct op *op, int res)
@@ -1222,7 +1227,6 @@ void proxy_on_send(struct worker *w, struct op *op, int res)
 		if (s->out.off == s->out.len)
 			s->out.off = s->out.len = 0;
 		advance(c);
-		idle_trim(c);
 	}
 	pump(c);
 }
@@ -1257,6 +1261,8 @@ void proxy_tick(struct worker *w)
 
 	for (c = *head_of(w); c; c = next) {
 		next = c->next;
+		if (c->st == C_REQ && !c->trimmed && now - c->active_ms > 1000)
+			idle_trim(c);
 		if (c->st != C_CLOSING && c->deadline && now > c->deadline) {
 			conn_close(c, c->st == C_PEEK || c->st == C_TLS ? "handshake timeout"
 				      : c->st == C_REQ ? "idle or header timeout" : "timeout");
