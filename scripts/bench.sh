@@ -125,7 +125,16 @@ done
 for size in small large; do
   direct=$(run_wrk wrk "${wrk_args[@]}" "https://127.0.0.1:$NGX$path/$size")
   hap=$(run_wrk wrk "${wrk_args[@]}" "https://127.0.0.1:$HAP$path/$size")
+  # BENCH_PROFILE=1: a cpu-clock profile of sluiced during this cell (build/perf-SIZE.txt)
+  if [ -n "${BENCH_PROFILE:-}" ]; then
+    perf record -q -e cpu-clock -g -p "$SLUICED_PID" -o "$d/perf.data" -- sleep $((DUR - 1)) 2>/dev/null &
+    perf_pid=$!
+  fi
   slu=$(run_wrk ct_exec bench wrk "${wrk_args[@]}" "https://bigquery.googleapis.com$path/$size")
+  if [ -n "${BENCH_PROFILE:-}" ]; then
+    wait $perf_pid
+    perf report -i "$d/perf.data" --no-children --percent-limit 1 --stdio 2>/dev/null | grep -v "^$" > "build/perf-$size.txt"
+  fi
   spl=$(run_wrk ct_exec bench wrk "${wrk_args[@]}" "https://storage.googleapis.com$path/$size")
   rows+=("$size|$direct|$hap|$slu|$spl")
 done
