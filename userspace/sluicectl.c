@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "approve.h"
 #include "ctl.h"
 #include "tls.h"
 
@@ -18,6 +19,14 @@ static void usage(FILE *out)
 		     "  explain --sql TEXT [--project P] [--default-dataset D] [--policy FILE]\n"
 		     "          [--group G]... [--cgroup PATH] [--json]\n"
 		     "                 what sluice makes of a query, and what the policy decides\n"
+		     "  approvals [--watch] [--json] [--socket PATH]\n"
+		     "                 requests waiting for an approver\n"
+		     "  show ID [--json] [--socket PATH]\n"
+		     "                 one approval in full: the request, its SQL, why it waits\n"
+		     "  approve ID [--reason R] [--for DURATION] [--socket PATH]\n"
+		     "                 let it run; --for 30m also passes identical requests until then\n"
+		     "  deny ID --reason R [--socket PATH]\n"
+		     "                 refuse it, telling the agent why\n"
 		     "  help           this text\n");
 }
 
@@ -33,6 +42,14 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "explain"))
 		return ctl_cmd_explain(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "approvals"))
+		return approve_cmd_list(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "show"))
+		return approve_cmd_show(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "approve"))
+		return approve_cmd_approve(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "deny"))
+		return approve_cmd_deny(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ca") && argc >= 3 && !strcmp(argv[2], "init"))
 		return tls_cmd_ca_init(argc - 2, argv + 2);
 	if (!strcmp(argv[1], "ca") && argc >= 3 && !strcmp(argv[2], "export"))
