@@ -53,6 +53,7 @@ struct approve_info {
 	const char *rule, *reason;         /* the policy rule that asked, and its reason */
 	unsigned char fingerprint[APPROVE_FP_LEN]; /* approve_fingerprint(identity, request) */
 	const char *job_id;                /* APPROVE_JOB: the id from approve_job_id() */
+	const char *payload;               /* APPROVE_JOB: what to submit once approved (JSON) */
 	int timeout_s;                     /* 0: the store's timeout */
 };
 
@@ -94,6 +95,9 @@ int approve_open(const struct approve_conf *conf, struct approve **out, char *er
 
 /* Stop the store thread, write what is queued, free everything. <a> may be NULL. */
 void approve_close(struct approve *a);
+
+/* The payload stored with approval <id>, malloc'd into *out. Returns 0 or -ENOENT. */
+int approve_payload(struct approve *a, const char *id, char **out);
 
 /* Hold a request: fills <id_out> (APPROVE_ID_LEN bytes) with its approval id. Returns 0 for
  * a new pending approval, 1 when the same identity already has an identical request

@@ -37,6 +37,7 @@ struct entry {
 	enum approve_kind kind;
 	enum approve_state state;
 	char *container, *identity, *project, *method, *sql, *rule, *why, *job_id;
+	char *payload;  /* what to submit once approved: journaled, never shown */
 	json_t *statements, *tables;
 	unsigned char fp[APPROVE_FP_LEN];
 	int64_t created, expires, decided, window_until;
@@ -223,6 +224,7 @@ static void entry_free(struct entry *e)
 	free(e->rule);
 	free(e->why);
 	free(e->job_id);
+	free(e->payload);
 	free(e->approver);
 	free(e->reason);
 	json_decref(e->statements);
@@ -299,6 +301,7 @@ static struct entry *entry_parse(json_t *o)
 	e->rule = xstrdup(jstr(o, "rule"));
 	e->why = xstrdup(jstr(o, "rule_reason"));
 	e->job_id = xstrdup(jstr(o, "job_id"));
+	e->payload = xstrdup(jstr(o, "payload"));
 	e->approver = xstrdup(jstr(o, "approver"));
 	e->reason = xstrdup(jstr(o, "reason"));
 	e->statements = json_array();
@@ -378,9 +381,15 @@ static void journal_locked(struct approve *a, const struct entry *e)
 {
 	char *s;
 
+	json_t *o;
+
 	if (a->jfd < 0)
 		return;
-	s = entry_dump(e, 0);
+	o = entry_json(e, 0);
+	if (o && e->payload && *e->payload)
+		json_object_set_new(o, "payload", json_string(e->payload));
+	s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
 	if (!s) {
 		log_err("approve", "out of memory: approval %s not journaled", e->id);
 		a->jerr = -ENOMEM;
@@ -1079,6 +1088,7 @@ int approve_request(struct approve *a, const struct approve_info *info, char *id
 	e->rule = xstrdup(info->rule);
 	e->why = xstrdup(info->reason);
 	e->job_id = xstrdup(info->kind == APPROVE_JOB ? info->job_id : "");
+	e->payload = xstrdup(info->payload ? info->payload : "");
 	e->approver = xstrdup("");
 	e->reason = xstrdup("");
 	e->statements = str_array(info->statements, info->n_statements);
@@ -1128,6 +1138,21 @@ int approve_state(struct approve *a, const char *id, struct approve_status *out)
 	pthread_mutex_unlock(&a->mu);
 	events_fire(a, &ev);
 	return 0;
+}
+
+int approve_payload(struct approve *a, const char *id, char **out)
+{
+	struct entry *e;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&a->mu);
+	e = find(a, id);
+	if (e && e->payload) {
+		*out = strdup(e->payload);
+		rc = *out ? 0 : -ENOMEM;
+	}
+	pthread_mutex_unlock(&a->mu);
+	return rc;
 }
 
 int approve_find_job(struct approve *a, const char *job_id, char *id_out, size_t idlen)

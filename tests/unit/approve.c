@@ -192,6 +192,7 @@ static void test_persistence(void)
 
 	if (open_store(&c, &a))
 		return;
+	p.payload = "{\"configuration\": {\"query\": {\"query\": \"SELECT 1\"}}}";
 	approve_request(a, &p, idp, sizeof(idp));
 	approve_request(a, &w, idw, sizeof(idw));
 	approve_request(a, &op, idop, sizeof(idop));
@@ -210,6 +211,11 @@ static void test_persistence(void)
 	s = approve_show_json(a, idp);
 	ok(s && strstr(s, "demo-project.sales.orders") && strstr(s, "WHERE id = 7"),
 	   "... with its tables and SQL");
+	ok(s && !strstr(s, "payload"), "... and without the payload (not for people)");
+	free(s);
+	s = NULL;
+	ok(approve_payload(a, idp, &s) == 0 && s && strstr(s, "SELECT 1"),
+	   "the payload to submit survives a restart");
 	free(s);
 	ok(approve_check_window(a, "agent-1", w.fingerprint, time(NULL)), "window survives a restart");
 	ok(approve_consume(a, "agent-1", op.fingerprint), "approved retry survives a restart");
