@@ -69,6 +69,15 @@ struct sluice_conf {
 	char *policy;            /* policy file (policy v1 JSON) */
 	char *record_dir;
 	char *control_socket;
+
+	/* approvals: where pending ones are journaled, how long they wait, who may answer */
+	char *approvals_dir;
+	int approval_timeout_s, approval_max_pending, approval_max_window_s, approval_hold_ms;
+	int approvals_fail_on_restart;
+	struct conf_strlist approval_notify;  /* argv of the notify hook; empty: none */
+	unsigned approver_uids[CONF_MAX_LIST];
+	int n_approver_uids;
+	struct conf_strlist approver_groups;
 };
 
 /* Load and validate <path> into <conf> (zeroed first). Returns 0, or -1 with a message in

@@ -18,6 +18,7 @@ struct worker;
 struct redirect;
 struct tls_server;
 struct policy;
+struct approve;
 
 enum op_kind { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_CONNECT, OP_TIMER, OP_WAKE };
 
@@ -37,6 +38,7 @@ struct loop_env {
 	struct tls_server *tls_server;
 	struct tls_client **tls_clients; /* [0]: default trust; [1 + i]: conf->overrides[i] */
 	struct policy *policy;
+	struct approve *approve;           /* pending approvals (shared by every environment) */
 };
 
 /* Start <nworkers> workers (0: online CPUs). Returns NULL with <err> set. */
@@ -44,6 +46,9 @@ struct loop *loop_start(const struct loop_env *env, int nworkers, char *err, siz
 
 /* Serve a listener (already bound and listening) on every worker. */
 void loop_add_listener(struct loop *l, const struct listener *ln);
+
+/* Run fn(worker) on every worker's thread soon; callable from any thread. */
+void loop_post_all(struct loop *l, void (*fn)(void *worker));
 
 /* Replace the environment for new connections (old ones finish with theirs). */
 void loop_set_env(struct loop *l, const struct loop_env *env);

@@ -20,6 +20,10 @@ void proxy_on_recv(struct worker *w, struct op *op, int res, const char *data, s
 void proxy_on_send(struct worker *w, struct op *op, int res);
 void proxy_on_connect(struct worker *w, struct op *op, int res);
 
+/* An approval was decided (or expired): held requests of this worker look again. Runs on
+ * the worker (posted with loop_post_all). */
+void proxy_approvals_changed(void *worker);
+
 /* Every timer tick (coarse): deadlines of the worker's connections. */
 void proxy_tick(struct worker *w);
 

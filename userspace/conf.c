@@ -425,10 +425,56 @@ static void load_limits(struct ctx *c, json_t *root, struct sluice_conf *conf)
 	conf->drain_timeout_ms = (int)get_int(c, o, p, "drain_timeout_ms", 0, 600000, 10000);
 }
 
+static int is_uid(const json_t *v)
+{
+	return json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) < 1 << 30;
+}
+
+static void load_approvals(struct ctx *c, json_t *root, struct sluice_conf *conf)
+{
+	static const char *const known[] = { "dir", "timeout_s", "max_pending", "max_window_s",
+					     "hold_ms", "on_restart", "notify", NULL };
+	json_t *o = get_object(c, root, "", "approvals"), *v;
+	const char *p = "approvals";
+	size_t i;
+
+	if (o)
+		known_keys(c, o, p, known);
+	conf->approvals_dir = get_str(c, o, p, "dir", "/var/lib/sluice/approvals");
+	conf->approval_timeout_s = (int)get_int(c, o, p, "timeout_s", 10, 7 * 86400, 900);
+	conf->approval_max_pending = (int)get_int(c, o, p, "max_pending", 1, 100000, 256);
+	conf->approval_max_window_s = (int)get_int(c, o, p, "max_window_s", 0, 30 * 86400, 86400);
+	/* below the clients' own 60 s request timeout, so a held request is answered */
+	conf->approval_hold_ms = (int)get_int(c, o, p, "hold_ms", 0, 55000, 50000);
+	v = o ? json_object_get(o, "on_restart") : NULL;
+	if (v && !(json_is_string(v) && (!strcmp(json_string_value(v), "keep") ||
+					 !strcmp(json_string_value(v), "fail"))))
+		fail(c, "approvals.on_restart", "must be \"keep\" or \"fail\"");
+	conf->approvals_fail_on_restart = v && !strcmp(json_string_value(v), "fail");
+	get_strlist(c, o, p, "notify", &conf->approval_notify, NULL, 0);
+	if (conf->approval_notify.n && conf->approval_notify.v[0][0] != '/')
+		fail(c, "approvals.notify[0]", "the notify program must be an absolute path (it is "
+			"run directly, without a shell)");
+
+	o = get_object(c, root, "", "approvers");
+	if (o)
+		known_keys(c, o, "approvers", (const char *const[]){ "uids", "groups", NULL });
+	v = get_list(c, o, "approvers", "uids", is_uid, "a uid (a non-negative integer)");
+	if (o && json_object_get(o, "uids")) {
+		for (i = 0; v && i < json_array_size(v); i++)
+			conf->approver_uids[conf->n_approver_uids++] =
+				(unsigned)json_integer_value(json_array_get(v, i));
+	} else {
+		conf->approver_uids[conf->n_approver_uids++] = 0; /* root only, by default */
+	}
+	get_strlist(c, o, "approvers", "groups", &conf->approver_groups, NULL, 0);
+}
+
 static void load_root(struct ctx *c, json_t *root, struct sluice_conf *conf)
 {
 	static const char *const known[] = { "workers", "log_level", "listen_port", "enforce",
-		"intercept", "ca", "upstream", "limits", "record", "control", "policy", NULL };
+		"intercept", "ca", "upstream", "limits", "record", "control", "policy", "approvals",
+		"approvers", NULL };
 	static const char *const levels[] = { "error", "warning", "info", "debug" };
 	json_t *o, *lv;
 	int i;
@@ -456,6 +502,7 @@ static void load_root(struct ctx *c, json_t *root, struct sluice_conf *conf)
 	conf->ca_cert = get_str(c, o, "ca", "cert", "/var/lib/sluice/ca.pem");
 	conf->ca_key = get_str(c, o, "ca", "key", "/var/lib/sluice/ca.key");
 	conf->policy = get_str(c, root, "", "policy", "/etc/sluice/policy.json");
+	load_approvals(c, root, conf);
 	o = get_object(c, root, "", "record");
 	if (o)
 		known_keys(c, o, "record", (const char *const[]){ "dir", NULL });
@@ -533,6 +580,9 @@ void conf_free(struct sluice_conf *conf)
 	free(conf->ca_key);
 	free(conf->upstream_ca_file);
 	free(conf->policy);
+	free(conf->approvals_dir);
+	strlist_free(&conf->approval_notify);
+	strlist_free(&conf->approver_groups);
 	free(conf->record_dir);
 	free(conf->control_socket);
 	memset(conf, 0, sizeof(*conf));

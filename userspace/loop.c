@@ -439,6 +439,14 @@ void loop_add_listener(struct loop *l, const struct listener *ln)
 	}
 }
 
+void loop_post_all(struct loop *l, void (*fn)(void *worker))
+{
+	int i;
+
+	for (i = 0; i < l->n; i++)
+		worker_post(&l->w[i], fn, &l->w[i]);
+}
+
 void loop_set_env(struct loop *l, const struct loop_env *env)
 {
 	atomic_store(&l->env, env);

@@ -10,7 +10,10 @@
  *        -> TLS handshake -> REQ -> UPSTREAM -> RESP -> REQ ...   intercepted host
  */
 #include <arpa/inet.h>
+#include <jansson.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -22,7 +25,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "approve.h"
 #include "gate.h"
+#include "jobs.h"
 #include "http1.h"
 #include "log.h"
 #include "proxy.h"
@@ -37,7 +42,10 @@
 #define MAX_HEADERS_CAP 1000
 #define SPLICE_WINDOW (256 * 1024) /* bytes queued toward one side before reading stops */
 
-enum cstate { C_PEEK, C_SPLICE, C_TLS, C_REQ, C_UPSTREAM, C_RESP, C_CLOSING };
+enum cstate { C_PEEK, C_SPLICE, C_TLS, C_REQ, C_HOLD, C_UPSTREAM, C_RESP, C_CLOSING };
+
+/* Why a request is held (C_HOLD) for an approval. */
+enum hold_kind { HOLD_NONE, HOLD_OP, HOLD_POLL };
 
 struct buf {
 	char *p;
@@ -69,6 +77,14 @@ struct conn {
 	char sni[256], connect_host[256];
 	char cgroup[512];        /* the agent's cgroup path, read once at accept */
 	uint16_t connect_port;
+	/* approvals: a held request, and a poll about a job that waited for one */
+	enum hold_kind hold;
+	char hold_id[APPROVE_ID_LEN];
+	uint64_t hold_until;
+	unsigned char hold_fp[APPROVE_FP_LEN];
+	enum jobs_poll poll;
+	char poll_project[128], poll_job[APPROVE_JOB_ID_LEN], poll_loc[64];
+	char *submit_body;       /* the approved job, sent instead of the agent's poll */
 	struct resolve_job rj;   /* looking up connect_host (a CONNECT target) */
 	int resolving;
 	const char *route, *reason;
@@ -201,6 +217,7 @@ static void conn_free(struct conn *c)
 	}
 	free(c->req_h);
 	free(c->res_h);
+	free(c->submit_body);
 	free(c);
 	count_conns--;
 }
@@ -604,12 +621,23 @@ static int send_request(struct conn *c, const char *body, size_t body_len)
 	int rc = 0;
 	const struct http1_request *r = &c->req;
 
-	out_append(&b, r->method.p, r->method.len);
-	out_str(&b, " ");
-	out_append(&b, r->target.p, r->target.len);
-	out_str(&b, " HTTP/1.1\r\n");
+	if (c->submit_body) { /* the approved job goes up in place of the agent's poll */
+		snprintf(num, sizeof(num), "POST /bigquery/v2/projects/");
+		out_str(&b, num);
+		out_str(&b, c->poll_project);
+		out_str(&b, "/jobs HTTP/1.1\r\nContent-Type: application/json\r\n");
+		body = c->submit_body;
+		body_len = strlen(c->submit_body);
+	} else {
+		out_append(&b, r->method.p, r->method.len);
+		out_str(&b, " ");
+		out_append(&b, r->target.p, r->target.len);
+		out_str(&b, " HTTP/1.1\r\n");
+	}
 	for (i = 0; i < r->num_headers; i++) {
-		if (is_hop_by_hop(r->headers[i].name))
+		if (is_hop_by_hop(r->headers[i].name) ||
+		    (c->submit_body && (http1_slice_ieq(r->headers[i].name, "content-type") ||
+					http1_slice_ieq(r->headers[i].name, "content-encoding"))))
 			continue;
 		out_append(&b, r->headers[i].name.p, r->headers[i].name.len);
 		out_str(&b, ": ");
@@ -617,7 +645,7 @@ static int send_request(struct conn *c, const char *body, size_t body_len)
 		out_str(&b, "\r\n");
 	}
 	out_str(&b, "Via: 1.1 sluice\r\n");
-	if (body_len || r->body != HTTP1_BODY_NONE) {
+	if (body_len || r->body != HTTP1_BODY_NONE || c->submit_body) {
 		snprintf(num, sizeof(num), "Content-Length: %zu\r\n", body_len);
 		out_str(&b, num);
 	}
@@ -641,6 +669,339 @@ static const char *header(const struct http1_request *r, const char *name, char 
 		out[h->value.len] = '\0';
 	}
 	return h ? out : NULL;
+}
+
+/* --- approvals: risky requests wait for a human --------------------------------------------- */
+
+/* Answer the agent's current request ourselves (keep-alive kept), with a JSON body. */
+static void reply(struct conn *c, int status, const char *json)
+{
+	char head[256];
+	size_t n = json ? strlen(json) : 0;
+	int hl = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: application/json; "
+			  "charset=UTF-8\r\nContent-Length: %zu\r\n%s\r\n", status,
+			  http1_status_text(status), n, c->req.keep_alive ? "" : "Connection: close\r\n");
+
+	if (!json || side_write(c, CLI, head, (size_t)hl) || side_write(c, CLI, json, n)) {
+		conn_close(c, "out of memory");
+		return;
+	}
+	buf_consume(&c->s[CLI].in, c->head_len + c->body_len);
+	c->st = C_REQ;
+	c->hold = HOLD_NONE;
+	c->deadline = worker_now_ms(c->w) + (uint64_t)c->env->conf->idle_timeout_ms;
+	if (!c->req.keep_alive) {
+		c->close_after_send = 1;
+		c->s[CLI].eof = 1;
+	}
+}
+
+/* A BigQuery-shaped error for the current request, keeping the connection. */
+static void reply_error(struct conn *c, int status, const char *reason, const char *msg)
+{
+	char out[2048], *body;
+	int n = http1_write_json_error(out, sizeof(out), status, status == 403 ?
+				       "PERMISSION_DENIED" : "INVALID_ARGUMENT", reason, msg, 1);
+
+	body = n > 0 ? strstr(out, "\r\n\r\n") : NULL;
+	reply(c, status, body ? body + 4 : NULL);
+}
+
+/* Jobs sluiced submitted after an approval, so that later polls are forwarded. */
+static pthread_mutex_t submitted_mu = PTHREAD_MUTEX_INITIALIZER;
+static char submitted[1024][APPROVE_JOB_ID_LEN];
+static unsigned submitted_next;
+
+static int was_submitted(const char *job)
+{
+	unsigned i;
+	int hit = 0;
+
+	pthread_mutex_lock(&submitted_mu);
+	for (i = 0; i < 1024 && !hit; i++)
+		hit = !strcmp(submitted[i], job);
+	pthread_mutex_unlock(&submitted_mu);
+	return hit;
+}
+
+static void mark_submitted(const char *job)
+{
+	pthread_mutex_lock(&submitted_mu);
+	snprintf(submitted[submitted_next++ % 1024], APPROVE_JOB_ID_LEN, "%s", job);
+	pthread_mutex_unlock(&submitted_mu);
+}
+
+static void forward(struct conn *c);
+
+static void hold(struct conn *c, const char *id, enum hold_kind kind, int ms)
+{
+	snprintf(c->hold_id, sizeof(c->hold_id), "%s", id);
+	c->hold = kind;
+	c->st = C_HOLD;
+	c->hold_until = worker_now_ms(c->w) + (uint64_t)(ms > 0 ? ms : 0);
+	c->deadline = c->hold_until + 5000;
+}
+
+/* Is this request a poll about a job that waited for approval? Answers it (1), lets it go
+ * on to BigQuery (0), or sends the approved job in its place (2: forward, no new decision). */
+static int approval_poll(struct conn *c, int timed_out)
+{
+	struct approve *a = c->env->approve;
+	struct approve_status st;
+	char method[16], id[APPROVE_ID_LEN], msg[700], *s = NULL;
+	long tmo;
+
+	if (!a || c->req.method.len >= sizeof(method))
+		return 0;
+	memcpy(method, c->req.method.p, c->req.method.len);
+	method[c->req.method.len] = '\0';
+	c->poll = jobs_parse_poll(method, c->req.target.p, c->req.target.len, c->poll_project,
+				  sizeof(c->poll_project), c->poll_job, sizeof(c->poll_job),
+				  c->poll_loc, sizeof(c->poll_loc), &tmo);
+	if (c->poll == JOBS_NOT_A_POLL || approve_find_job(a, c->poll_job, id, sizeof(id)) ||
+	    approve_state(a, id, &st))
+		return 0;
+	if (st.state == APPROVE_PENDING && c->poll == JOBS_CANCEL)
+		approve_decide(a, id, 0, "the agent", "cancelled by the agent", 0, &st);
+	switch (st.state) {
+	case APPROVE_PENDING:
+		if (c->poll == JOBS_GET)
+			s = jobs_pending_job(c->poll_project, c->poll_job, c->poll_loc, NULL);
+		else if (!timed_out) /* getQueryResults long-polls: wait here for the decision */
+			return hold(c, id, HOLD_POLL, tmo >= 0 && tmo < 10000 ? (int)tmo : 10000), 1;
+		else
+			s = jobs_pending_query_response(c->poll_project, c->poll_job, c->poll_loc);
+		reply(c, 200, s);
+		free(s);
+		return 1;
+	case APPROVE_APPROVED:
+		if (was_submitted(c->poll_job) || c->poll == JOBS_CANCEL)
+			return 0;
+		if (approve_payload(a, id, &c->submit_body)) {
+			reply_error(c, 500, "backendError", "sluice: the approved job was lost");
+			return 1;
+		}
+		return 2;
+	default:
+		if (st.state == APPROVE_DENIED)
+			snprintf(msg, sizeof(msg), "denied by %s%s%s", st.approver,
+				 st.reason[0] ? ": " : "", st.reason);
+		else
+			snprintf(msg, sizeof(msg), "approval %s expired: %s", id,
+				 st.reason[0] ? st.reason : "no approver decided in time");
+		if (c->poll == JOBS_GET || c->poll == JOBS_CANCEL) {
+			s = jobs_failed_job(c->poll_project, c->poll_job, c->poll_loc, "accessDenied", msg);
+			reply(c, 200, s);
+			free(s);
+		} else {
+			reply_error(c, 403, "accessDenied", msg);
+		}
+		return 1;
+	}
+}
+
+/* Fingerprint of a request for "the identical request": method, path and body, minus what
+ * clients make unique per attempt (requestId, a client-chosen jobReference). */
+static void fingerprint(struct conn *c, const char *identity, unsigned char out[APPROVE_FP_LEN])
+{
+	struct buf b = { 0 };
+	const char *q = memchr(c->req.target.p, '?', c->req.target.len);
+	json_t *o = json_loadb(c->s[CLI].in.p + c->head_len, c->body_len, 0, NULL);
+	char *body = NULL;
+
+	if (json_is_object(o)) {
+		json_object_del(o, "requestId");
+		json_object_del(o, "jobReference");
+		body = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	}
+	out_append(&b, c->req.method.p, c->req.method.len);
+	out_str(&b, " ");
+	out_append(&b, c->req.target.p, q ? (size_t)(q - c->req.target.p) : c->req.target.len);
+	out_str(&b, "\n");
+	if (body)
+		out_str(&b, body);
+	else
+		out_append(&b, c->s[CLI].in.p + c->head_len, c->body_len);
+	approve_fingerprint(identity, b.p, b.len, out);
+	buf_free(&b);
+	free(body);
+	json_decref(o);
+}
+
+/* The policy says a human decides. Returns 1 when an approval already covers the request
+ * (a window, or the one retry an approved operation gets), 0 when it was answered or held. */
+static int approval_request(struct conn *c, const struct gate_request *g,
+			    const struct policy_subject *sub, const struct gate_verdict *v)
+{
+	struct approve *a = c->env->approve;
+	const char *identity = c->cgroup, *kinds[64], *tables[256], *sql = "";
+	int is_job = v->method_id && (!strcmp(v->method_id, "bigquery.jobs.query") ||
+				      !strcmp(v->method_id, "bigquery.jobs.insert"));
+	struct approve_info info = { .kind = is_job ? APPROVE_JOB : APPROVE_OP,
+				     .container = c->cgroup, .identity = identity,
+				     .method = v->method_id ? v->method_id : "",
+				     .rule = v->d.rule, .reason = v->d.reason };
+	char id[APPROVE_ID_LEN], job[APPROVE_JOB_ID_LEN], project[128] = "", loc[64] = "US";
+	char err[256], msg[1024], *s = NULL;
+	struct gate_verdict full;
+	struct approve_status st;
+	json_t *it, *o;
+	size_t i;
+	int rc;
+
+	fingerprint(c, identity, info.fingerprint);
+	if (approve_check_window(a, identity, info.fingerprint, time(NULL)))
+		return 1;
+	if (!is_job && approve_consume(a, identity, info.fingerprint))
+		return 1;
+	/* what approvers see: statement kinds, tables, the SQL */
+	gate_decide(c->env->policy, sub, g, 1, &full);
+	json_array_foreach(json_object_get(full.analysis, "statements"), i, it)
+		if (info.n_statements < 64)
+			kinds[info.n_statements++] = json_string_value(json_object_get(it, "kind"));
+	json_array_foreach(json_object_get(full.analysis, "items"), i, it) {
+		if (info.n_tables < 256 && *json_string_value(json_object_get(it, "table"))) {
+			char *t = NULL;
+
+			if (asprintf(&t, "%s.%s.%s", json_string_value(json_object_get(it, "project")),
+				     json_string_value(json_object_get(it, "dataset")),
+				     json_string_value(json_object_get(it, "table"))) > 0)
+				tables[info.n_tables++] = t;
+		}
+		if (!project[0])
+			snprintf(project, sizeof(project), "%s",
+				 json_string_value(json_object_get(it, "project")));
+	}
+	info.statements = kinds;
+	info.tables = tables;
+	o = json_loadb(g->body, g->body_len, 0, NULL);
+	if (json_is_string(json_object_get(o, "query")))
+		sql = json_string_value(json_object_get(o, "query"));
+	else if (json_is_string(json_object_get(json_object_get(json_object_get(o, "configuration"),
+							"query"), "query")))
+		sql = json_string_value(json_object_get(json_object_get(json_object_get(o,
+			"configuration"), "query"), "query"));
+	if (json_is_string(json_object_get(o, "location")))
+		snprintf(loc, sizeof(loc), "%s", json_string_value(json_object_get(o, "location")));
+	info.sql = sql;
+	{ /* the job's project is the one in the path: /bigquery/v2/projects/P/... */
+		const char *p = memmem(g->target, g->target_len, "/projects/", 10), *e;
+
+		if (p && (e = memchr(p + 10, '/', (size_t)(g->target + g->target_len - p - 10))) &&
+		    (size_t)(e - p - 10) < sizeof(project)) {
+			memcpy(project, p + 10, (size_t)(e - p - 10));
+			project[e - p - 10] = '\0';
+		}
+	}
+	info.project = project;
+	if (is_job) {
+		approve_job_id(job, sizeof(job));
+		info.job_id = job;
+		info.payload = jobs_insert_body(v->method_id, g->body, g->body_len, project, job, loc,
+						err, sizeof(err));
+	}
+	rc = is_job && !info.payload ? -EINVAL : approve_request(a, &info, id, sizeof(id));
+	if (rc == 1 && approve_state(a, id, &st) == 0) /* the identical request already waits */
+		snprintf(job, sizeof(job), "%s", st.job_id);
+	free((char *)info.payload);
+	for (i = 0; i < (size_t)info.n_tables; i++)
+		free((char *)tables[i]);
+	json_decref(o);
+	gate_verdict_free(&full);
+	if (rc < 0) {
+		if (snprintf(msg, sizeof(msg), "%s. sluice could not hold it for an approver (%s); "
+			     "try again later", v->d.reason, rc == -ENOSPC ?
+			     "too many approvals are pending" : rc == -EINVAL ? err : strerror(-rc)) < 0)
+			msg[0] = '\0';
+		deny(c, 403, "PERMISSION_DENIED", "accessDenied", msg);
+		return 0;
+	}
+	log_info("proxy", "approval %s requested by %s (%s): %s", id, c->origin.comm, c->cgroup,
+		 v->d.reason);
+	if (!is_job) {
+		memcpy(c->hold_fp, info.fingerprint, sizeof(c->hold_fp));
+		hold(c, id, HOLD_OP, c->env->conf->approval_hold_ms);
+		return 0;
+	}
+	if (!strcmp(v->method_id, "bigquery.jobs.query")) {
+		s = jobs_pending_query_response(project, job, loc);
+		if (s && (o = json_loads(s, 0, NULL))) {
+			json_object_set_new(o, "kind", json_string("bigquery#queryResponse"));
+			free(s);
+			s = json_dumps(o, JSON_COMPACT);
+			json_decref(o);
+		}
+	} else {
+		o = json_loadb(g->body, g->body_len, 0, NULL);
+		s = json_object_get(o, "configuration") ?
+			json_dumps(json_object_get(o, "configuration"), JSON_COMPACT) : NULL;
+		json_decref(o);
+		o = NULL;
+		{
+			char *conf_json = s;
+
+			s = jobs_pending_job(project, job, loc, conf_json);
+			free(conf_json);
+		}
+	}
+	reply(c, 200, s);
+	free(s);
+	return 0;
+}
+
+/* A held request looks again: decided, or its time is up (<timed_out>). */
+static void hold_recheck(struct conn *c, int timed_out)
+{
+	struct approve_status st;
+	char msg[700];
+	int rc;
+
+	if (c->st != C_HOLD)
+		return;
+	if (c->hold == HOLD_POLL) {
+		c->st = C_REQ;
+		rc = approval_poll(c, timed_out);
+		if (rc == 0 || rc == 2)
+			forward(c);
+		else if (c->st == C_REQ && c->hold != HOLD_NONE)
+			c->st = C_HOLD; /* still pending, still within its wait */
+		return;
+	}
+	if (approve_state(c->env->approve, c->hold_id, &st) ||
+	    (st.state == APPROVE_PENDING && !timed_out))
+		return;
+	c->st = C_REQ;
+	c->hold = HOLD_NONE;
+	if (st.state == APPROVE_APPROVED &&
+	    approve_consume(c->env->approve, c->cgroup, c->hold_fp)) {
+		forward(c);
+		return;
+	}
+	if (st.state == APPROVE_PENDING)
+		snprintf(msg, sizeof(msg), "sluice: this request waits for approval %s: ask an "
+			 "approver to run 'sluicectl approve %s', then send the identical request "
+			 "again", c->hold_id, c->hold_id);
+	else if (st.state == APPROVE_DENIED)
+		snprintf(msg, sizeof(msg), "denied by %s%s%s", st.approver, st.reason[0] ? ": " : "",
+			 st.reason);
+	else
+		snprintf(msg, sizeof(msg), "approval %s expired: %s", c->hold_id,
+			 st.reason[0] ? st.reason : "no approver decided in time");
+	reply_error(c, 403, "accessDenied", msg);
+}
+
+void proxy_approvals_changed(void *worker)
+{
+	struct worker *w = worker;
+	struct conn *c, *next;
+
+	for (c = *head_of(w); c; c = next) {
+		next = c->next;
+		if (c->st == C_HOLD) {
+			hold_recheck(c, 0);
+			pump(c);
+		}
+	}
 }
 
 /* Decide the request (API model, SQL analyzer, policy). Returns 1 when it may go on. */
@@ -670,8 +1031,9 @@ static int decide(struct conn *c)
 	gate_decide(c->env->policy, &sub, &g, 0, &v);
 	if (v.d.verdict == POLICY_ALLOW)
 		return 1;
-	snprintf(msg, sizeof(msg), "%s%s", v.d.reason, v.d.verdict == POLICY_APPROVE ?
-		 ". Approvals are not available in this sluice yet, so the request is refused." : "");
+	if (v.d.verdict == POLICY_APPROVE && c->env->approve)
+		return approval_request(c, &g, &sub, &v);
+	snprintf(msg, sizeof(msg), "%s", v.d.reason);
 	log_info("proxy", "refused %s from %s (%s): %s", v.method_id ? v.method_id : method,
 		 c->origin.comm, c->cgroup, msg);
 	deny(c, v.status, v.status == 400 ? "INVALID_ARGUMENT" : "PERMISSION_DENIED",
@@ -690,8 +1052,21 @@ static void request_ready(struct conn *c)
 		     "sluice: the Host header does not match the TLS server name");
 		return;
 	}
-	if (!decide(c))
+	switch (approval_poll(c, 0)) {
+	case 1:
 		return;
+	case 2:
+		break; /* the approved job: no new decision */
+	default:
+		if (!decide(c))
+			return;
+	}
+	forward(c);
+}
+
+/* Relay the current request (or the approved job standing in for it) to BigQuery. */
+static void forward(struct conn *c)
+{
 	c->requests++;
 	c->st = C_UPSTREAM;
 	c->deadline = worker_now_ms(c->w) + (uint64_t)c->env->conf->idle_timeout_ms;
@@ -907,6 +1282,25 @@ static void parse_response(struct conn *c)
 		break;
 	}
 	c->res_in_body = 0;
+	if (c->submit_body && (c->res.status == 200 || c->res.status == 409)) {
+		/* the approved job is in BigQuery (409: already, from before a restart); the poll
+		 * that carried it is answered as a job still running, and the next goes through */
+		mark_submitted(c->poll_job);
+		free(c->submit_body);
+		c->submit_body = NULL;
+		if (c->poll == JOBS_GET_QUERY_RESULTS || c->res.status == 409) {
+			char *s = c->poll == JOBS_GET_QUERY_RESULTS ?
+				jobs_pending_query_response(c->poll_project, c->poll_job, c->poll_loc) :
+				jobs_pending_job(c->poll_project, c->poll_job, c->poll_loc, NULL);
+
+			buf_consume(&u->in, c->res_head_len + body_len);
+			reply(c, 200, s);
+			free(s);
+			return;
+		}
+	}
+	free(c->submit_body); /* a failed submit: the agent gets BigQuery's error */
+	c->submit_body = NULL;
 	if (send_response(c, u->in.p + c->res_head_len, body_len)) {
 		conn_close(c, "out of memory");
 		return;
@@ -1009,6 +1403,7 @@ static void advance(struct conn *c)
 			c->close_after_send = 1;
 		break;
 	case C_TLS:
+	case C_HOLD: /* waiting for an approver; the tick and proxy_approvals_changed go on */
 		break;
 	case C_REQ:
 		if (!c->close_after_send)
@@ -1070,7 +1465,7 @@ static void pump(struct conn *c)
 		struct side *a = &c->s[CLI], *u = &c->s[UP];
 		int want_a = !a->eof && !a->rop.pending && !c->close_after_send &&
 			     (c->st != C_SPLICE || unsent(u) < SPLICE_WINDOW) &&
-			     (c->st != C_RESP && c->st != C_UPSTREAM);
+			     (c->st != C_RESP && c->st != C_UPSTREAM && c->st != C_HOLD);
 		int want_u = u->fd >= 0 && u->connected && !u->eof && !u->rop.pending &&
 			     (c->st == C_UPSTREAM || c->st == C_RESP ||
 			      (c->st == C_SPLICE && unsent(a) < SPLICE_WINDOW));
@@ -1263,6 +1658,11 @@ void proxy_tick(struct worker *w)
 		next = c->next;
 		if (c->st == C_REQ && !c->trimmed && now - c->active_ms > 1000)
 			idle_trim(c);
+		if (c->st == C_HOLD && now >= c->hold_until) {
+			hold_recheck(c, 1);
+			pump(c);
+			continue;
+		}
 		if (c->st != C_CLOSING && c->deadline && now > c->deadline) {
 			conn_close(c, c->st == C_PEEK || c->st == C_TLS ? "handshake timeout"
 				      : c->st == C_REQ ? "idle or header timeout" : "timeout");

@@ -13,11 +13,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "approve.h"
 #include "conf.h"
+#include "ctlsock.h"
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
 #include "policy.h"
+#include "proxy.h"
 #include "redirect.h"
 #include "tls.h"
 
@@ -37,6 +40,8 @@ static void usage(FILE *out)
  * on reload; old ones are kept until exit because connections may still point at them. */
 struct daemon {
 	struct sluice_conf *conf;
+	struct approve *approve;
+	struct ctlsock *ctlsock;
 	struct redirect *redirect;
 	struct tls_ca *ca;
 	struct loop *loop;
@@ -75,6 +80,7 @@ static struct loop_env *make_env(struct daemon *d, struct sluice_conf *conf, cha
 		return NULL;
 	env->conf = conf;
 	env->redirect = d->redirect;
+	env->approve = d->approve;
 	env->policy = policy_load(conf->policy, err, errlen);
 	if (!env->policy) {
 		free(env);
@@ -105,6 +111,63 @@ fail:
 	free(env->tls_clients);
 	free(env);
 	return NULL;
+}
+
+/* Approvers' socket configuration from sluiced's. */
+static void ctlsock_conf_of(const struct sluice_conf *conf, struct ctlsock_conf *cc)
+{
+	int i;
+
+	memset(cc, 0, sizeof(*cc));
+	cc->path = conf->control_socket;
+	for (i = 0; i < conf->n_approver_uids && i < CTLSOCK_MAX_LIST; i++)
+		cc->uids[cc->n_uids++] = (uid_t)conf->approver_uids[i];
+	for (i = 0; i < conf->approver_groups.n && i < CTLSOCK_MAX_LIST; i++)
+		cc->groups[cc->n_groups++] = conf->approver_groups.v[i];
+	for (i = 0; i < conf->cgroups.n && i < CTLSOCK_MAX_LIST; i++)
+		cc->enforced[cc->n_enforced++] = conf->cgroups.v[i];
+}
+
+/* A decision was made (from the control socket's or the store's thread): wake held
+ * requests on every worker. */
+static void on_approval(void *arg, const char *id, int state)
+{
+	struct daemon *d = arg;
+
+	if (d->loop)
+		loop_post_all(d->loop, proxy_approvals_changed);
+}
+
+static void on_decision(void *arg, const struct approve_status *st)
+{
+	log_info("approve", "approval %s: %s by %s%s%s", st->id,
+		 st->state == APPROVE_APPROVED ? "approved" : st->state == APPROVE_DENIED ?
+		 "denied" : "expired", st->approver[0] ? st->approver : "nobody",
+		 st->reason[0] ? ": " : "", st->reason);
+}
+
+static int start_approvals(struct daemon *d, char *err, size_t errlen)
+{
+	struct approve_conf ac = {
+		.dir = d->conf->approvals_dir, .timeout_s = d->conf->approval_timeout_s,
+		.max_pending = d->conf->approval_max_pending,
+		.max_window_s = d->conf->approval_max_window_s,
+		.on_restart = d->conf->approvals_fail_on_restart ? APPROVE_RESTART_FAIL
+								  : APPROVE_RESTART_KEEP,
+		.notify_argv = d->conf->approval_notify.n ?
+			(const char *const *)d->conf->approval_notify.v : NULL,
+		.on_decision = on_decision, .on_decision_arg = d,
+	};
+	struct ctlsock_conf cc;
+	int rc;
+
+	/* conf_strlist is NULL-terminated past its last entry (calloc'd, n < max) */
+	rc = approve_open(&ac, &d->approve, err, errlen);
+	if (rc)
+		return rc;
+	approve_set_listener(d->approve, on_approval, d);
+	ctlsock_conf_of(d->conf, &cc);
+	return ctlsock_start(&cc, d->approve, &d->ctlsock, err, errlen);
 }
 
 /* Open a listener in the network namespace of process <pid> unless one is open there. */
@@ -214,6 +277,12 @@ static void reload(struct daemon *d)
 	loop_set_env(d->loop, env);
 	log_set_level((enum log_level)next->log_level);
 	scan_enforced(d);
+	{
+		struct ctlsock_conf cc;
+
+		ctlsock_conf_of(next, &cc);
+		ctlsock_reconfigure(d->ctlsock, &cc);
+	}
 	log_info("conf", "reloaded %s", next->path);
 	return;
 refuse:
@@ -233,6 +302,8 @@ static int run(struct daemon *d, char *err, size_t errlen)
 
 	d->ca = tls_ca_load(d->conf->ca_cert, d->conf->ca_key, err, errlen);
 	if (!d->ca)
+		return -1;
+	if (start_approvals(d, err, errlen))
 		return -1;
 	d->redirect = redirect_open(d->conf, on_event, d, err, errlen);
 	if (!d->redirect)
@@ -275,6 +346,8 @@ static int run(struct daemon *d, char *err, size_t errlen)
 	}
 	log_info("main", "stopping: draining in-flight requests (up to %d ms)",
 		 d->conf->drain_timeout_ms);
+	ctlsock_stop(d->ctlsock);
+	d->ctlsock = NULL;
 	loop_stop(d->loop, d->conf->drain_timeout_ms);
 	d->loop = NULL;
 	close(sfd);
@@ -354,6 +427,8 @@ int main(int argc, char **argv)
 		free(d.conf);
 	}
 	redirect_close(d.redirect);
+	ctlsock_stop(d.ctlsock);
+	approve_close(d.approve);
 	tls_ca_free(d.ca);
 	log_info("main", "stopped");
 	return rc ? 1 : 0;

@@ -45,8 +45,6 @@ check "... and never reached BigQuery" never_arrived 'WHERE 1=1'
 out=$(agent 'DELETE FROM `demo-project.sales.orders` WHERE order_id = 1')
 check_contains "bounded DELETE on sales allowed" "$out" '"ok":true'
 
-out=$(agent 'UPDATE `demo-project.crm.customers` SET email = "x" WHERE customer_id = 1')
-check_contains "write to a high-risk table needs approval (refused until approvals exist)" "$out" "needs a human's approval"
 
 # API-level write without SQL: tables.delete.
 out=$(ct_exec agent env NODE_EXTRA_CA_CERTS="$GATE_DIR/sluice-ca.pem" \

@@ -58,7 +58,10 @@ gate_config() {
       "ca_file": "$GATE_DIR/standin/ca.pem" } ] },
   "policy": "${GATE_POLICY:-$PWD/policies/production.json}",
   "record": { "dir": "$GATE_DIR/records" },
-  "control": { "socket": "$GATE_DIR/sluice.sock" }$extra
+  "control": { "socket": "$GATE_DIR/ctl/sluice.sock" },
+  "approvals": { "dir": "$GATE_DIR/approvals", "timeout_s": ${GATE_APPROVAL_TIMEOUT:-120},
+                 "hold_ms": ${GATE_HOLD_MS:-20000} },
+  "approvers": { "uids": [0] }$extra
 }
 JSON
 }
