@@ -1,16 +1,1589 @@
-/* record.c - connection records, one JSON line each, one file per cgroup (jansson). */
+/* record.c - the session-recording store (jansson, OpenSSL, one writer thread).
+ *
+ * On-disk format (version 1)
+ * --------------------------
+ * <dir>/record.key, record.pub    Ed25519 signing key (0600) and its public key (0644)
+ * <dir>/<stream>/                  one directory per stream; <stream> = "<name>--<cgroup id>"
+ *                                  (rec_stream_name: container id, pod-<uid> or the path)
+ * <dir>/<stream>/000001.jsonl ...  segments, rotated by size and age, 0600
+ * <dir>/<stream>/head.json         a copy of the stream's latest durable checkpoint line
+ *
+ * Each record is one line: BODY with ',"hash":"<64 hex>"}' put in place of BODY's final '}',
+ * then '\n'. BODY is the record without "hash", serialized by jansson with JSON_COMPACT |
+ * JSON_SORT_KEYS | JSON_ENSURE_ASCII (so it is pure ASCII, and "hash" is always the last
+ * member). Its members, in this (sorted) order:
+ *   "data"    the payload object ({} when none)
+ *   "prev"    the "hash" of the previous record of the stream (64 zeros for seq 1)
+ *   "seq"     1, 2, 3... per stream, continuing across segments
+ *   "stream"  the stream id: a line moved to another stream does not verify there
+ *   "time"    UTC, "YYYY-MM-DDTHH:MM:SS.uuuuuuZ" (when the record was submitted)
+ *   "type"    conn_open, conn_close, request, decision, approval, upstream, response, ...,
+ *             checkpoint, recovery
+ * and hash = lowercase hex SHA-256(BODY). As "prev" is inside BODY, each hash commits to the
+ * whole stream before it (a hash chain). Checkpoints and records cannot be confused: a BODY
+ * starts with '{', a checkpoint message with "sluice-checkpoint-v1".
+ *
+ * A checkpoint is a record of type "checkpoint" whose data is {"key": key id (first 16 hex
+ * of SHA-256 of the raw 32-byte public key), "reason": count|time|rotation|shutdown|recovery,
+ * "sig": base64 Ed25519 signature, "signed_hash": hash of record seq-1 (= its "prev"),
+ * "signed_seq": seq-1}; the signature is over the bytes
+ *   "sluice-checkpoint-v1\n<stream>\n<signed_seq>\n<signed_hash>\n<time>"  (no final \n)
+ * with <time> the checkpoint's own "time". Checkpoints are written every checkpoint_every
+ * records, when an unsigned record is checkpoint_secs old, as the last record of a segment
+ * before rotation, at recovery and at shutdown ("shutdown": a clean close).
+ *
+ * head.json is rewritten (tmp + fsync + rename + fsync dir) after each checkpoint is
+ * durable. The verifier reads it first: a stream that ends before its head was truncated.
+ *
+ * Writer: records are queued (bounded) and written by one thread in queue order; each
+ * record's callback runs after the fsync that covers it. sync_ms = 0: the writer fsyncs as
+ * soon as it has written what is queued (group commit without waiting); sync_ms = N: the
+ * first record written after an fsync waits at most N ms (plus the write and fsync time)
+ * for others to share its fsync. A failed fsync stops the store for good (-EIO, no retry).
+ * A failed write is cut back (ftruncate) to the last record boundary; no space (ENOSPC,
+ * EDQUOT, EFBIG) fails only that record, anything else stops the store.
+ *
+ * Recovery at open: in each stream the last segment is scanned; everything after the last
+ * complete, well-formed line whose hash is right is cut (a torn write), and when bytes were
+ * cut or the last record is not a "shutdown" checkpoint, a "recovery" record {"cut_bytes",
+ * "cut_sha256", "segment", "last_good_seq", "clean_shutdown"} and a checkpoint follow. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
+
+#include "log.h"
 #include "record.h"
+
+/* Paths are <dir> (checked at open to leave room) + a stream id (< REC_STREAM_MAX) + a short
+ * file name: they fit in PATH_MAX, which gcc cannot see through the buffers. */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
+#define HASH_SUFFIX_LEN 75 /* ,"hash":"<64 hex>"} */
+#define BUCKETS 256
+#define IDLE_CLOSE_SECS 300
+
+struct rec_item {
+	struct rec_item *next;
+	char stream[REC_STREAM_MAX]; /* "" when the writer resolves it from cgid */
+	uint64_t cgid;
+	char type[32];
+	char time[40];
+	json_t *data;
+	rec_done_fn done;
+	void *arg;
+};
+
+struct rec_stream {
+	struct rec_stream *next;     /* in its bucket */
+	char name[REC_STREAM_MAX];
+	uint64_t cgid;
+	int fd;                      /* current segment, -1 when closed */
+	unsigned seg;                /* current segment number, 0 before the first */
+	off_t size;                  /* bytes of whole records in it */
+	time_t seg_started;
+	uint64_t seq;                /* last seq written */
+	unsigned char last[32];      /* its hash */
+	uint64_t unsigned_n;         /* records since the last checkpoint */
+	time_t first_unsigned;
+	time_t last_used;
+	int dirty;                   /* written since the last fsync */
+	int clean;                   /* the last record is a shutdown checkpoint */
+	char *head;                  /* checkpoint line to put in head.json after the fsync */
+	json_t *recovery;            /* recovery record not written yet (no space at open) */
+};
+
+struct rec {
+	char dir[PATH_MAX];
+	char key_path[PATH_MAX];
+	size_t segment_bytes, max_queue;
+	int segment_secs, sync_ms, checkpoint_every, checkpoint_secs;
+	EVP_PKEY *key;
+	char key_id[17];
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct rec_item *qh, **qt;   /* under mu */
+	size_t qlen;
+	int stop, failed;
+	struct rec_stream *buckets[BUCKETS]; /* writer only, from here on */
+	struct rec_item *pend, **pend_t;     /* written, waiting for the fsync */
+	struct timespec unsynced_since;
+	int unsynced;
+};
+
+static struct rec *default_store;
+
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,
+							   const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* --- format helpers ------------------------------------------------------------------- */
+
+void rec_hex(const unsigned char *p, size_t n, char *out)
+{
+	static const char d[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = d[p[i] >> 4];
+		out[2 * i + 1] = d[p[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+/* Parse 64 lowercase hex digits into 32 bytes. Returns 0 or -1. */
+static int unhex32(const char *s, unsigned char out[32])
+{
+	int i, hi, lo;
+
+	if (!s || strlen(s) != 64)
+		return -1;
+	for (i = 0; i < 32; i++) {
+		hi = s[2 * i] <= '9' ? s[2 * i] - '0' : s[2 * i] - 'a' + 10;
+		lo = s[2 * i + 1] <= '9' ? s[2 * i + 1] - '0' : s[2 * i + 1] - 'a' + 10;
+		if (hi < 0 || hi > 15 || lo < 0 || lo > 15 || !strchr("0123456789abcdef", s[2 * i]) ||
+		    !strchr("0123456789abcdef", s[2 * i + 1]))
+			return -1;
+		out[i] = (unsigned char)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+/* "YYYY-MM-DDTHH:MM:SS.uuuuuuZ" for now into <out> (40 bytes). */
+static void now_str(char *out)
+{
+	struct timespec ts;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(out, 40, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000);
+}
+
+int rec_time_parse(const char *s, double *t)
+{
+	struct tm tm = { 0 };
+	const char *p;
+	double frac = 0;
+	char *end;
+	int oh, om, sign;
+
+	if (!s || !*s)
+		return -EINVAL;
+	if (!strchr(s, 'T') && !strchr(s, 't')) {
+		*t = strtod(s, &end);
+		return *end ? -EINVAL : 0;
+	}
+	p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!p)
+		return -EINVAL;
+	if (*p == '.') {
+		frac = strtod(p, &end);
+		p = end;
+	}
+	*t = (double)timegm(&tm) + frac;
+	if (*p == 'Z' || *p == 'z')
+		return p[1] ? -EINVAL : 0;
+	if ((*p == '+' || *p == '-') && sscanf(p + 1, "%2d:%2d", &oh, &om) == 2 &&
+	    strlen(p) == 6) {
+		sign = *p == '+' ? 1 : -1;
+		*t -= sign * (oh * 3600 + om * 60);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int rec_checkpoint_msg(char *out, size_t outlen, const char *stream, uint64_t seq,
+		       const char *hash_hex, const char *time)
+{
+	int n = snprintf(out, outlen, REC_CHECKPOINT_TAG "\n%s\n%llu\n%s\n%s", stream,
+			 (unsigned long long)seq, hash_hex, time);
+
+	return n >= (int)outlen ? (int)outlen - 1 : n;
+}
+
+enum rec_line_fault rec_line_check(char *line, size_t len, json_t **rec, unsigned char hash[32],
+				   char *why, size_t whylen)
+{
+	static const char pre[] = ",\"hash\":\"";
+	unsigned char want[32];
+	char saved[HASH_SUFFIX_LEN + 1], hex[65], *canon;
+	size_t blen, i;
+	json_error_t je;
+	json_t *o;
+	int same;
+
+	if (rec)
+		*rec = NULL;
+	if (len < HASH_SUFFIX_LEN + 2 || line[0] != '{' ||
+	    memcmp(line + len - HASH_SUFFIX_LEN, pre, sizeof(pre) - 1) ||
+	    memcmp(line + len - 2, "\"}", 2)) {
+		set_err(why, whylen, "not a record line (no final \"hash\" member)");
+		return REC_LINE_MALFORMED;
+	}
+	memcpy(hex, line + len - 66, 64);
+	hex[64] = '\0';
+	if (unhex32(hex, want)) {
+		set_err(why, whylen, "\"hash\" is not 64 lowercase hex digits");
+		return REC_LINE_MALFORMED;
+	}
+	for (i = 0; i < len; i++)
+		if ((unsigned char)line[i] < 0x20 || (unsigned char)line[i] > 0x7e) {
+			set_err(why, whylen, "byte 0x%02x at column %zu: not printable ASCII",
+				(unsigned char)line[i], i + 1);
+			return REC_LINE_MALFORMED;
+		}
+	/* BODY = the line with the suffix replaced by '}' */
+	blen = len - HASH_SUFFIX_LEN + 1;
+	memcpy(saved, line + blen - 1, HASH_SUFFIX_LEN);
+	line[blen - 1] = '}';
+	o = json_loadb(line, blen, JSON_REJECT_DUPLICATES, &je);
+	canon = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII) : NULL;
+	same = canon && strlen(canon) == blen && !memcmp(canon, line, blen);
+	if (same)
+		SHA256((const unsigned char *)line, blen, hash);
+	memcpy(line + blen - 1, saved, HASH_SUFFIX_LEN);
+	free(canon);
+	if (!o) {
+		set_err(why, whylen, "not JSON: %s at column %d", je.text, je.column);
+		return REC_LINE_MALFORMED;
+	}
+	if (!json_is_object(o) || json_object_get(o, "hash") ||
+	    !json_is_object(json_object_get(o, "data")) ||
+	    !json_is_string(json_object_get(o, "prev")) ||
+	    !json_is_integer(json_object_get(o, "seq")) ||
+	    !json_is_string(json_object_get(o, "stream")) ||
+	    !json_is_string(json_object_get(o, "time")) ||
+	    !json_is_string(json_object_get(o, "type")) || json_object_size(o) != 6) {
+		json_decref(o);
+		set_err(why, whylen, "not a record: needs exactly data, prev, seq, stream, time, "
+				     "type and hash");
+		return REC_LINE_MALFORMED;
+	}
+	if (!same) {
+		json_decref(o);
+		set_err(why, whylen, "not in canonical form (edited by hand?)");
+		return REC_LINE_NOT_CANONICAL;
+	}
+	if (memcmp(hash, want, 32)) {
+		json_decref(o);
+		set_err(why, whylen, "its hash does not match its content (the record was edited)");
+		return REC_LINE_HASH;
+	}
+	if (rec)
+		*rec = o;
+	else
+		json_decref(o);
+	return REC_LINE_OK;
+}
+
+/* Serialize a record of <s> with seq s->seq + 1 and prev s->last into a malloc'd line (with
+ * '\n') in *line and *len, and its hash. Returns 0, -ENOMEM or -EMSGSIZE. */
+static int build_line(const struct rec_stream *s, const char *type, const char *time,
+		      json_t *data, char **line, size_t *len, unsigned char hash[32])
+{
+	char prev[65], hex[65], *body, *out;
+	size_t blen;
+	json_t *o;
+
+	rec_hex(s->last, 32, prev);
+	o = json_pack("{s:O, s:s, s:I, s:s, s:s, s:s}", "data", data, "prev", prev, "seq",
+		      (json_int_t)(s->seq + 1), "stream", s->name, "time", time, "type", type);
+	if (!o)
+		return -ENOMEM;
+	body = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+	json_decref(o);
+	if (!body)
+		return -ENOMEM;
+	blen = strlen(body);
+	if (blen + HASH_SUFFIX_LEN > REC_MAX_LINE) {
+		free(body);
+		return -EMSGSIZE;
+	}
+	SHA256((const unsigned char *)body, blen, hash);
+	rec_hex(hash, 32, hex);
+	out = realloc(body, blen + HASH_SUFFIX_LEN + 1);
+	if (!out) {
+		free(body);
+		return -ENOMEM;
+	}
+	snprintf(out + blen - 1, HASH_SUFFIX_LEN + 2, ",\"hash\":\"%s\"}\n", hex);
+	*line = out;
+	*len = blen + HASH_SUFFIX_LEN;
+	return 0;
+}
+
+/* --- naming --------------------------------------------------------------------------- */
+
+static int all_hex(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+/* A container id in the path component <c> (<n> bytes) into <id> (65 bytes)? */
+static int component_container(const char *c, size_t n, char *id)
+{
+	static const char *const pre[] = { "docker-", "cri-containerd-", "crio-", "libpod-",
+					   "containerd-", "" };
+	size_t i, p;
+
+	if (n > 6 && !memcmp(c + n - 6, ".scope", 6))
+		n -= 6;
+	for (i = 0; i < sizeof(pre) / sizeof(pre[0]); i++) {
+		p = strlen(pre[i]);
+		if (n == p + 64 && !memcmp(c, pre[i], p) && all_hex(c + p, 64)) {
+			memcpy(id, c + p, 64);
+			id[64] = '\0';
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* A Kubernetes pod uid ("pod" + 36 chars, '-' or '_' separated) in <c> into <uid>. */
+static int component_pod(const char *c, size_t n, char *uid)
+{
+	const char *p;
+	size_t i;
+
+	for (p = c; (p = memmem(p, n - (size_t)(p - c), "pod", 3)); p++) {
+		if ((size_t)(p - c) + 3 + 36 > n)
+			return 0;
+		for (i = 0; i < 36; i++) {
+			char ch = p[3 + i];
+
+			if (i == 8 || i == 13 || i == 18 || i == 23) {
+				if (ch != '-' && ch != '_')
+					break;
+				uid[i] = '-';
+			} else if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')) {
+				uid[i] = ch;
+			} else {
+				break;
+			}
+		}
+		if (i == 36) {
+			uid[36] = '\0';
+			return 1;
+		}
+	}
+	return 0;
+}
+
+const char *rec_stream_name(const char *cgroup_path, uint64_t cgroup_id, char *out,
+			    size_t outlen)
+{
+	char id[65] = "", pod[37] = "", name[104];
+	const char *p = cgroup_path ? cgroup_path : "", *e;
+	size_t n, i, len;
+
+	while (*p) {
+		while (*p == '/')
+			p++;
+		e = strchr(p, '/');
+		n = e ? (size_t)(e - p) : strlen(p);
+		if (n) {
+			component_container(p, n, id);
+			component_pod(p, n, pod);
+		}
+		p += n;
+	}
+	if (id[0]) {
+		snprintf(name, sizeof(name), "%s", id);
+	} else if (pod[0]) {
+		snprintf(name, sizeof(name), "pod-%s", pod);
+	} else {
+		p = cgroup_path ? cgroup_path : "";
+		while (*p == '/')
+			p++;
+		len = strlen(p);
+		while (len && p[len - 1] == '/')
+			len--;
+		if (len > 100) {
+			p += len - 100;
+			len = 100;
+		}
+		for (i = 0; i < len; i++) {
+			char c = p[i];
+
+			name[i] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+					  (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+					  (c == '.' && i > 0) ? c : '_';
+		}
+		name[i] = '\0';
+		if (!i)
+			snprintf(name, sizeof(name), "root");
+	}
+	snprintf(out, outlen, "%s--%llu", name, (unsigned long long)cgroup_id);
+	return out;
+}
+
+int rec_cgroup_path(uint64_t cgroup_id, char *out, size_t outlen)
+{
+	struct {
+		struct file_handle fh;
+		uint64_t id;
+	} h;
+	char link[64], target[PATH_MAX];
+	const char *root = "/sys/fs/cgroup";
+	int mfd, fd, e = 0;
+	ssize_t n;
+
+	h.fh.handle_bytes = sizeof(uint64_t);
+	h.fh.handle_type = 0xfe; /* FILEID_KERNFS */
+	memcpy(h.fh.f_handle, &cgroup_id, sizeof(cgroup_id));
+	mfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (mfd < 0)
+		return -errno;
+	fd = open_by_handle_at(mfd, &h.fh, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		e = -errno;
+	close(mfd);
+	if (e)
+		return e;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, target, sizeof(target) - 1);
+	if (n < 0)
+		e = -errno;
+	close(fd);
+	if (e)
+		return e;
+	target[n] = '\0';
+	if (strncmp(target, root, strlen(root)))
+		return -ENOENT;
+	snprintf(out, outlen, "%s", target[strlen(root)] ? target + strlen(root) : "/");
+	return 0;
+}
+
+/* Is <s> valid UTF-8 (no NUL)? */
+static int utf8_ok(const unsigned char *s, size_t n)
+{
+	size_t i = 0, k, extra;
+	unsigned c;
+
+	while (i < n) {
+		c = s[i];
+		if (c == 0)
+			return 0;
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		extra = (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : 9;
+		if (extra == 9 || i + extra >= n)
+			return 0;
+		for (k = 1; k <= extra; k++)
+			if ((s[i + k] & 0xc0) != 0x80)
+				return 0;
+		i += extra + 1;
+	}
+	return 1;
+}
+
+int rec_put_body(json_t *fields, const char *key, const void *body, size_t len, size_t max)
+{
+	unsigned char h[32];
+	char hex[65];
+	size_t n = len < max ? len : max, i;
+	json_t *o;
+
+	SHA256(body, len, h);
+	rec_hex(h, 32, hex);
+	/* a cut inside a UTF-8 sequence is not valid UTF-8: back off up to 3 bytes */
+	for (i = 0; n < len && n > 0 && i < 3 && (((const unsigned char *)body)[n] & 0xc0) == 0x80;
+	     i++)
+		n--;
+	o = json_pack("{s:I, s:s, s:b}", "bytes", (json_int_t)len, "sha256", hex, "truncated",
+		      n < len);
+	if (!o)
+		return -ENOMEM;
+	if (utf8_ok(body, n))
+		json_object_set_new(o, "text", json_stringn(body, n));
+	else {
+		size_t b64len = 4 * ((n + 2) / 3) + 1;
+		unsigned char *b = malloc(b64len);
+
+		if (!b) {
+			json_decref(o);
+			return -ENOMEM;
+		}
+		EVP_EncodeBlock(b, body, (int)n);
+		json_object_set_new(o, "base64", json_string((char *)b));
+		free(b);
+	}
+	return json_object_set_new(fields, key, o) ? -ENOMEM : 0;
+}
+
+/* --- keys ----------------------------------------------------------------------------- */
+
+void rec_pub_path(const char *key_path, char *out, size_t outlen)
+{
+	size_t n = strlen(key_path);
+
+	if (n > 4 && !strcmp(key_path + n - 4, ".key"))
+		snprintf(out, outlen, "%.*s.pub", (int)(n - 4), key_path);
+	else
+		snprintf(out, outlen, "%s.pub", key_path);
+}
+
+int rec_key_id(struct evp_pkey_st *key, char out[17])
+{
+	unsigned char raw[32], h[32];
+	size_t n = sizeof(raw);
+	char hex[65];
+
+	if (!key || EVP_PKEY_get_raw_public_key(key, raw, &n) != 1 || n != 32) {
+		ERR_clear_error();
+		return -EINVAL;
+	}
+	SHA256(raw, 32, h);
+	rec_hex(h, 32, hex);
+	memcpy(out, hex, 16);
+	out[16] = '\0';
+	return 0;
+}
+
+/* Write PEM <key> (private when <priv>) to <path> with <mode>, created O_EXCL. */
+static int write_key(const char *path, EVP_PKEY *key, int priv, mode_t mode, char *err,
+		     size_t errlen)
+{
+	FILE *f;
+	int fd, ok, e = 0;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	if (fd < 0) {
+		e = -errno;
+		set_err(err, errlen, "cannot create %s: %s", path, strerror(errno));
+		return e;
+	}
+	if (fchmod(fd, mode) || !(f = fdopen(fd, "w"))) {
+		e = -errno;
+		close(fd);
+		unlink(path);
+		set_err(err, errlen, "cannot write %s: %s", path, strerror(-e));
+		return e;
+	}
+	ok = priv ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) :
+		    PEM_write_PUBKEY(f, key);
+	ERR_clear_error();
+	if (!ok || fflush(f) || fsync(fd))
+		e = errno ? -errno : -EIO;
+	if (fclose(f) && !e)
+		e = -errno;
+	if (e) {
+		unlink(path);
+		set_err(err, errlen, "cannot write %s: %s", path, strerror(-e));
+	}
+	return e;
+}
+
+int rec_key_init(const char *key_path, const char *pub_path, char *err, size_t errlen)
+{
+	EVP_PKEY *key = NULL;
+	char pub[PATH_MAX];
+	int e;
+
+	if (pub_path)
+		snprintf(pub, sizeof(pub), "%s", pub_path);
+	else
+		rec_pub_path(key_path, pub, sizeof(pub));
+	if (!access(key_path, F_OK) || !access(pub, F_OK)) {
+		set_err(err, errlen, "%s or %s exists; it was not overwritten", key_path, pub);
+		return -EEXIST;
+	}
+	key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	if (!key) {
+		ERR_clear_error();
+		set_err(err, errlen, "cannot generate an Ed25519 key");
+		return -EIO;
+	}
+	e = write_key(key_path, key, 1, 0600, err, errlen);
+	if (!e && (e = write_key(pub, key, 0, 0644, err, errlen)))
+		unlink(key_path);
+	EVP_PKEY_free(key);
+	return e;
+}
+
+struct evp_pkey_st *rec_load_pubkey(const char *path, char *err, size_t errlen)
+{
+	EVP_PKEY *k;
+	FILE *f = fopen(path, "re");
+
+	if (!f) {
+		set_err(err, errlen, "cannot open the public key %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	k = PEM_read_PUBKEY(f, NULL, NULL, NULL);
+	if (!k) {
+		rewind(f);
+		k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	}
+	fclose(f);
+	ERR_clear_error();
+	if (!k || EVP_PKEY_get_base_id(k) != EVP_PKEY_ED25519) {
+		EVP_PKEY_free(k);
+		set_err(err, errlen, "%s holds no Ed25519 key", path);
+		return NULL;
+	}
+	return k;
+}
+
+struct evp_pkey_st *rec_load_private(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	EVP_PKEY *k;
+	FILE *f;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0 || fstat(fd, &st)) {
+		set_err(err, errlen, "cannot open the recording key %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode) || (st.st_mode & 077)) {
+		set_err(err, errlen, "recording key %s is %s (mode %04o); it must stay private: "
+				     "chmod 600 %s, and consider the key exposed if others could "
+				     "read it", path, S_ISREG(st.st_mode) ? "accessible by group "
+				     "or others" : "not a regular file",
+			(unsigned)(st.st_mode & 07777), path);
+		close(fd);
+		return NULL;
+	}
+	f = fdopen(fd, "r");
+	if (!f) {
+		close(fd);
+		return NULL;
+	}
+	k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	fclose(f);
+	ERR_clear_error();
+	if (!k || EVP_PKEY_get_base_id(k) != EVP_PKEY_ED25519) {
+		EVP_PKEY_free(k);
+		set_err(err, errlen, "%s holds no Ed25519 private key", path);
+		return NULL;
+	}
+	return k;
+}
+
+int rec_sig_verify(struct evp_pkey_st *key, const char *msg, size_t msglen, const char *b64)
+{
+	unsigned char sig[80];
+	EVP_MD_CTX *ctx;
+	size_t n = b64 ? strlen(b64) : 0;
+	int ok;
+
+	if (n != 88 || EVP_DecodeBlock(sig, (const unsigned char *)b64, (int)n) != 66)
+		return 0;
+	ctx = EVP_MD_CTX_new();
+	ok = ctx && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key) == 1 &&
+	     EVP_DigestVerify(ctx, sig, 64, (const unsigned char *)msg, msglen) == 1;
+	EVP_MD_CTX_free(ctx);
+	ERR_clear_error();
+	return ok;
+}
+
+/* Sign <msg> into base64 <b64> (89 bytes). Returns 0 or -EIO. */
+static int sign_b64(EVP_PKEY *key, const char *msg, size_t msglen, char *b64)
+{
+	unsigned char sig[64];
+	size_t n = sizeof(sig);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int ok;
+
+	ok = ctx && EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) == 1 &&
+	     EVP_DigestSign(ctx, sig, &n, (const unsigned char *)msg, msglen) == 1 && n == 64;
+	EVP_MD_CTX_free(ctx);
+	ERR_clear_error();
+	if (!ok)
+		return -EIO;
+	EVP_EncodeBlock((unsigned char *)b64, sig, 64);
+	return 0;
+}
+
+/* --- streams (writer thread) ------------------------------------------------------------ */
+
+static unsigned bucket_of(const char *name)
+{
+	unsigned h = 2166136261u;
+
+	while (*name)
+		h = (h ^ (unsigned char)*name++) * 16777619u;
+	return h % BUCKETS;
+}
+
+static struct rec_stream *stream_find(struct rec *r, const char *name)
+{
+	struct rec_stream *s;
+
+	for (s = r->buckets[bucket_of(name)]; s; s = s->next)
+		if (!strcmp(s->name, name))
+			return s;
+	return NULL;
+}
+
+int rec_stream_cgid(const char *name, uint64_t *cgid)
+{
+	const char *d = NULL, *p;
+	char *end;
+
+	for (p = name; (p = strstr(p, "--")); p++)
+		d = p;
+	if (!d || d == name || !d[2] || d[2] < '0' || d[2] > '9')
+		return -1;
+	errno = 0;
+	*cgid = strtoull(d + 2, &end, 10);
+	return *end || errno ? -1 : 0;
+}
+
+static struct rec_stream *stream_add(struct rec *r, const char *name)
+{
+	struct rec_stream *s = calloc(1, sizeof(*s));
+	unsigned b = bucket_of(name);
+
+	if (!s)
+		return NULL;
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	rec_stream_cgid(name, &s->cgid);
+	s->fd = -1;
+	s->next = r->buckets[b];
+	r->buckets[b] = s;
+	return s;
+}
+
+static int fsync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), e = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd))
+		e = -errno;
+	close(fd);
+	return e;
+}
+
+static void store_fail(struct rec *r, int e, const char *what)
+{
+	pthread_mutex_lock(&r->mu);
+	if (!r->failed) {
+		r->failed = -EIO;
+		log_err("record", "%s: %s; the recording store stopped: every record now fails "
+				  "(fix the disk, then restart sluiced)", what, strerror(-e));
+	}
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* Make sure <s> has its current segment open, creating segment 1 (and the stream
+ * directory) for a new stream. Returns 0 or -errno. */
+static int stream_open_fd(struct rec *r, struct rec_stream *s)
+{
+	char path[PATH_MAX], sdir[PATH_MAX];
+	int flags = O_WRONLY | O_APPEND | O_CLOEXEC;
+	struct stat st;
+
+	if (s->fd >= 0)
+		return 0;
+	snprintf(sdir, sizeof(sdir), "%s/%s", r->dir, s->name);
+	if (!s->seg) {
+		if (mkdir(sdir, 0700) && errno != EEXIST)
+			return -errno;
+		fsync_path(r->dir);
+		s->seg = 1;
+		flags |= O_CREAT;
+		s->size = 0;
+		s->seg_started = time(NULL);
+	}
+	snprintf(path, sizeof(path), "%s/%06u.jsonl", sdir, s->seg);
+	s->fd = open(path, flags, 0600);
+	if (s->fd < 0)
+		return -errno;
+	if (fstat(s->fd, &st) == 0 && st.st_size != s->size && ftruncate(s->fd, s->size)) {
+		close(s->fd);
+		s->fd = -1;
+		return -EIO;
+	}
+	if (flags & O_CREAT)
+		fsync_path(sdir);
+	return 0;
+}
+
+static int no_space(int e)
+{
+	return e == -ENOSPC || e == -EDQUOT || e == -EFBIG;
+}
+
+/* Append <line> (<len> bytes, hash <hash>) to <s>'s segment; on failure cut the segment
+ * back to the last record boundary. No space is returned as is; anything else stops the
+ * store. Returns 0 or -errno. */
+static int stream_write(struct rec *r, struct rec_stream *s, const char *line, size_t len,
+			const unsigned char hash[32])
+{
+	size_t off = 0;
+	ssize_t n;
+	int e;
+
+	if ((e = stream_open_fd(r, s))) {
+		if (!no_space(e))
+			store_fail(r, e, "cannot open a recording segment");
+		return no_space(e) ? e : -EIO;
+	}
+	while (off < len) {
+		n = write(s->fd, line + off, len - off);
+		if (n > 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		e = n < 0 ? -errno : -ENOSPC;
+		if (off && ftruncate(s->fd, s->size)) {
+			store_fail(r, -errno, "cannot cut back a partial record");
+			return -EIO;
+		}
+		if (!no_space(e)) {
+			store_fail(r, e, "cannot write a record");
+			return -EIO;
+		}
+		return e;
+	}
+	s->size += (off_t)len;
+	s->seq++;
+	memcpy(s->last, hash, 32);
+	s->dirty = 1;
+	s->last_used = time(NULL);
+	if (!r->unsynced) {
+		r->unsynced = 1;
+		clock_gettime(CLOCK_MONOTONIC, &r->unsynced_since);
+	}
+	return 0;
+}
+
+/* Append a signed checkpoint for <s> (nothing for an empty stream). Returns 0 or -errno. */
+static int stream_checkpoint(struct rec *r, struct rec_stream *s, const char *reason)
+{
+	char t[40], hex[65], msg[512], b64[96], *line;
+	unsigned char hash[32];
+	size_t len;
+	json_t *data;
+	int e;
+
+	if (!s->seq)
+		return 0;
+	now_str(t);
+	rec_hex(s->last, 32, hex);
+	rec_checkpoint_msg(msg, sizeof(msg), s->name, s->seq, hex, t);
+	if (sign_b64(r->key, msg, strlen(msg), b64))
+		return -EIO;
+	data = json_pack("{s:s, s:s, s:s, s:s, s:I}", "key", r->key_id, "reason", reason, "sig",
+			 b64, "signed_hash", hex, "signed_seq", (json_int_t)s->seq);
+	if (!data)
+		return -ENOMEM;
+	e = build_line(s, "checkpoint", t, data, &line, &len, hash);
+	json_decref(data);
+	if (e)
+		return e;
+	e = stream_write(r, s, line, len, hash);
+	if (e) {
+		free(line);
+		return e;
+	}
+	s->unsigned_n = 0;
+	s->clean = !strcmp(reason, "shutdown");
+	free(s->head);
+	line[len - 1] = '\0';
+	s->head = line;
+	return 0;
+}
+
+/* Write head.json for <s> from its pending checkpoint line (after the fsync covering it). */
+static void stream_write_head(struct rec *r, struct rec_stream *s)
+{
+	char tmp[PATH_MAX], path[PATH_MAX], sdir[PATH_MAX];
+	size_t len = strlen(s->head);
+	int fd, e = 0;
+
+	snprintf(sdir, sizeof(sdir), "%s/%s", r->dir, s->name);
+	snprintf(tmp, sizeof(tmp), "%s/head.json.tmp", sdir);
+	snprintf(path, sizeof(path), "%s/head.json", sdir);
+	s->head[len] = '\n';
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, s->head, len + 1) != (ssize_t)(len + 1) || fsync(fd))
+		e = -errno;
+	s->head[len] = '\0';
+	if (fd >= 0)
+		close(fd);
+	if (!e && rename(tmp, path))
+		e = -errno;
+	if (!e)
+		e = fsync_path(sdir);
+	if (e) {
+		unlink(tmp);
+		if (!no_space(e))
+			log_warn("record", "cannot update %s: %s", path, strerror(-e));
+		return; /* kept: tried again after the next fsync */
+	}
+	free(s->head);
+	s->head = NULL;
+}
+
+/* Close <s>'s segment and start the next one, after a "rotation" checkpoint. */
+static int stream_rotate(struct rec *r, struct rec_stream *s)
+{
+	char path[PATH_MAX];
+	int e, fd;
+
+	if (s->unsigned_n && (e = stream_checkpoint(r, s, "rotation")))
+		return e;
+	if (s->fd >= 0) {
+		if (fsync(s->fd)) {
+			store_fail(r, -errno, "fsync of a recording segment failed");
+			return -EIO;
+		}
+		close(s->fd);
+		s->fd = -1;
+		s->dirty = 0;
+	}
+	snprintf(path, sizeof(path), "%s/%s/%06u.jsonl", r->dir, s->name, s->seg + 1);
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		e = -errno;
+		if (!no_space(e))
+			store_fail(r, e, "cannot create a recording segment");
+		return no_space(e) ? e : -EIO;
+	}
+	s->fd = fd;
+	s->seg++;
+	s->size = 0;
+	s->seg_started = time(NULL);
+	snprintf(path, sizeof(path), "%s/%s", r->dir, s->name);
+	fsync_path(path);
+	return 0;
+}
+
+/* Append a record to <s>, rotating first when due, then a checkpoint when due. */
+static int stream_append(struct rec *r, struct rec_stream *s, const char *type,
+			 const char *time_s, json_t *data)
+{
+	unsigned char hash[32];
+	char *line, t[40];
+	size_t len;
+	int e;
+
+	if (s->recovery && data != s->recovery) {
+		/* the recovery record that did not fit at open goes first */
+		now_str(t);
+		if ((e = stream_append(r, s, "recovery", t, s->recovery)))
+			return e;
+		json_decref(s->recovery);
+		s->recovery = NULL;
+		stream_checkpoint(r, s, "recovery");
+	}
+	e = build_line(s, type, time_s, data, &line, &len, hash);
+	if (e)
+		return e;
+	if (s->seg && s->size > 0 &&
+	    ((size_t)s->size + len > r->segment_bytes ||
+	     time(NULL) - s->seg_started >= r->segment_secs)) {
+		free(line);
+		if ((e = stream_rotate(r, s)))
+			return e;
+		if ((e = build_line(s, type, time_s, data, &line, &len, hash)))
+			return e;
+	}
+	e = stream_write(r, s, line, len, hash);
+	free(line);
+	if (e)
+		return e;
+	s->clean = 0;
+	if (!s->unsigned_n++)
+		s->first_unsigned = time(NULL);
+	if (r->checkpoint_every && s->unsigned_n >= (uint64_t)r->checkpoint_every)
+		stream_checkpoint(r, s, "count");
+	return 0;
+}
+
+/* fsync every dirty stream, then update heads and complete the pending records. */
+static void commit(struct rec *r)
+{
+	struct rec_stream *s;
+	struct rec_item *it, *next;
+	int b, status = 0;
+
+	for (b = 0; b < BUCKETS; b++)
+		for (s = r->buckets[b]; s; s = s->next) {
+			if (s->dirty && s->fd >= 0 && fsync(s->fd)) {
+				store_fail(r, -errno, "fsync of a recording segment failed");
+				status = -EIO;
+			}
+			s->dirty = 0;
+		}
+	pthread_mutex_lock(&r->mu);
+	if (r->failed)
+		status = r->failed;
+	pthread_mutex_unlock(&r->mu);
+	if (!status)
+		for (b = 0; b < BUCKETS; b++)
+			for (s = r->buckets[b]; s; s = s->next)
+				if (s->head)
+					stream_write_head(r, s);
+	for (it = r->pend; it; it = next) {
+		next = it->next;
+		if (it->done)
+			it->done(it->arg, status);
+		free(it);
+	}
+	r->pend = NULL;
+	r->pend_t = &r->pend;
+	r->unsynced = 0;
+}
+
+/* The stream an item goes to, found or created. Returns NULL with *e set. */
+static struct rec_stream *item_stream(struct rec *r, struct rec_item *it, int *e)
+{
+	struct rec_stream *s = NULL, *t;
+	char path[PATH_MAX];
+	int b;
+
+	if (!it->stream[0]) {
+		for (b = 0; b < BUCKETS && !s; b++)
+			for (t = r->buckets[b]; t; t = t->next)
+				if (t->cgid == it->cgid && (!s || t->last_used > s->last_used))
+					s = t;
+		if (s)
+			return s;
+		if (rec_cgroup_path(it->cgid, path, sizeof(path)))
+			snprintf(path, sizeof(path), "cgroup");
+		rec_stream_name(path, it->cgid, it->stream, sizeof(it->stream));
+	}
+	s = stream_find(r, it->stream);
+	if (!s && !(s = stream_add(r, it->stream)))
+		*e = -ENOMEM;
+	return s;
+}
+
+/* Write one queued item; completed at once on failure, else queued for the fsync. */
+static void writer_item(struct rec *r, struct rec_item *it)
+{
+	struct rec_stream *s;
+	int e = 0;
+
+	pthread_mutex_lock(&r->mu);
+	e = r->failed;
+	pthread_mutex_unlock(&r->mu);
+	if (!e && (s = item_stream(r, it, &e)))
+		e = stream_append(r, s, it->type, it->time, it->data);
+	json_decref(it->data);
+	it->data = NULL;
+	if (e) {
+		if (it->done)
+			it->done(it->arg, e);
+		free(it);
+		return;
+	}
+	it->next = NULL;
+	*r->pend_t = it;
+	r->pend_t = &it->next;
+}
+
+static double mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Time-based checkpoints and idle segment closing. Returns seconds to the next due
+ * checkpoint (capped at 60). */
+static double writer_timers(struct rec *r)
+{
+	struct rec_stream *s;
+	time_t now = time(NULL);
+	double next = 60;
+	int b;
+
+	for (b = 0; b < BUCKETS; b++)
+		for (s = r->buckets[b]; s; s = s->next) {
+			if (s->unsigned_n && r->checkpoint_secs) {
+				if (now - s->first_unsigned >= r->checkpoint_secs)
+					stream_checkpoint(r, s, "time");
+				else if (s->first_unsigned + r->checkpoint_secs - now < next)
+					next = (double)(s->first_unsigned + r->checkpoint_secs -
+							now);
+			}
+			if (s->fd >= 0 && !s->dirty && now - s->last_used > IDLE_CLOSE_SECS) {
+				close(s->fd);
+				s->fd = -1;
+			}
+		}
+	return next;
+}
+
+static void *writer_main(void *arg)
+{
+	struct rec *r = arg;
+	struct rec_item *batch, *it, *next;
+	struct rec_stream *s;
+	struct timespec dl;
+	double wait, since, timer_at = mono_now();
+	int stopping, b;
+
+	for (;;) {
+		pthread_mutex_lock(&r->mu);
+		while (!r->qh && !r->stop) {
+			since = r->unsynced ? mono_now() - ((double)r->unsynced_since.tv_sec +
+							    r->unsynced_since.tv_nsec / 1e9) : 0;
+			if (r->unsynced && since * 1000 >= r->sync_ms)
+				break;
+			wait = timer_at - mono_now();
+			if (r->unsynced && r->sync_ms / 1000.0 - since < wait)
+				wait = r->sync_ms / 1000.0 - since;
+			if (wait <= 0)
+				break;
+			clock_gettime(CLOCK_REALTIME, &dl);
+			dl.tv_sec += (time_t)wait;
+			dl.tv_nsec += (long)((wait - (double)(time_t)wait) * 1e9);
+			if (dl.tv_nsec >= 1000000000) {
+				dl.tv_sec++;
+				dl.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&r->cv, &r->mu, &dl);
+		}
+		batch = r->qh;
+		r->qh = NULL;
+		r->qt = &r->qh;
+		r->qlen = 0;
+		stopping = r->stop;
+		pthread_mutex_unlock(&r->mu);
+		for (it = batch; it; it = next) {
+			next = it->next;
+			writer_item(r, it);
+		}
+		if (batch && mono_now() + r->checkpoint_secs < timer_at)
+			timer_at = mono_now() + r->checkpoint_secs;
+		if (mono_now() >= timer_at)
+			timer_at = mono_now() + writer_timers(r);
+		since = r->unsynced ? mono_now() - ((double)r->unsynced_since.tv_sec +
+						    r->unsynced_since.tv_nsec / 1e9) : 0;
+		if (r->unsynced && (stopping || since * 1000 >= r->sync_ms))
+			commit(r);
+		if (stopping)
+			break;
+	}
+	/* drained: sign off every stream that is not closed cleanly yet */
+	if (!rec_failed(r))
+		for (b = 0; b < BUCKETS; b++)
+			for (s = r->buckets[b]; s; s = s->next)
+				if (s->seq && !s->clean && !s->recovery)
+					stream_checkpoint(r, s, "shutdown");
+	commit(r);
+	return NULL;
+}
+
+/* --- recovery ------------------------------------------------------------------------- */
+
+static int seg_filter(const struct dirent *d)
+{
+	const char *n = d->d_name;
+	int i;
+
+	for (i = 0; i < 6; i++)
+		if (n[i] < '0' || n[i] > '9')
+			return 0;
+	return !strcmp(n + 6, ".jsonl");
+}
+
+/* Read a whole file into a malloc'd buffer. Returns 0 or -errno. */
+static int read_all(const char *path, char **buf, size_t *len)
+{
+	struct stat st;
+	size_t off = 0;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), e = 0;
+
+	*buf = NULL;
+	if (fd < 0 || fstat(fd, &st)) {
+		e = -errno;
+		if (fd >= 0)
+			close(fd);
+		return e;
+	}
+	*buf = malloc((size_t)st.st_size + 1);
+	if (!*buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (off < (size_t)st.st_size) {
+		n = read(fd, *buf + off, (size_t)st.st_size - off);
+		if (n <= 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			break;
+		}
+		off += (size_t)n;
+	}
+	close(fd);
+	*len = off;
+	return 0;
+}
+
+/* What a scan of one segment found. */
+struct seg_scan {
+	size_t good_end;       /* end of the last good line */
+	int found;             /* a good line was found */
+	uint64_t seq;          /* ... its seq, hash, whether a shutdown checkpoint */
+	unsigned char hash[32];
+	int clean;
+	double first_time;     /* time of the first good line, 0 when none */
+};
+
+/* Scan <buf>: find the last complete line that is a valid record of <stream>. */
+static void scan_segment(char *buf, size_t len, const char *stream, struct seg_scan *sc)
+{
+	size_t off = 0, end;
+	unsigned char h[32];
+	json_t *o;
+	char *nl;
+
+	memset(sc, 0, sizeof(*sc));
+	while (off < len) {
+		nl = memchr(buf + off, '\n', len - off);
+		if (!nl)
+			break;
+		end = (size_t)(nl - buf);
+		if (rec_line_check(buf + off, end - off, &o, h, NULL, 0) == REC_LINE_OK) {
+			if (!strcmp(json_string_value(json_object_get(o, "stream")), stream)) {
+				const char *type = json_string_value(json_object_get(o, "type"));
+				json_t *d = json_object_get(o, "data");
+
+				sc->good_end = end + 1;
+				sc->found = 1;
+				sc->seq = (uint64_t)json_integer_value(json_object_get(o, "seq"));
+				memcpy(sc->hash, h, 32);
+				sc->clean = !strcmp(type, "checkpoint") &&
+					    json_is_string(json_object_get(d, "reason")) &&
+					    !strcmp(json_string_value(json_object_get(d, "reason")),
+						    "shutdown");
+				if (!sc->first_time)
+					rec_time_parse(json_string_value(json_object_get(o, "time")),
+						       &sc->first_time);
+			}
+			json_decref(o);
+		}
+		off = end + 1;
+	}
+}
+
+/* Recover the stream in directory <name>: find its chain state, cut a torn tail of its last
+ * segment, and log a recovery record plus a checkpoint when the last run did not end
+ * cleanly. Returns 0 or -errno with <err>. */
+static int stream_recover(struct rec *r, const char *name, char *err, size_t errlen)
+{
+	char sdir[PATH_MAX], path[PATH_MAX], hex[65], t[40], *buf = NULL;
+	struct dirent **segs = NULL;
+	struct rec_stream *s;
+	struct seg_scan sc = { 0 };
+	size_t len = 0, cut = 0;
+	unsigned char ch[32] = { 0 };
+	int n, i, e = 0, fd;
+	json_t *data;
+
+	s = stream_add(r, name);
+	if (!s)
+		return -ENOMEM;
+	snprintf(sdir, sizeof(sdir), "%s/%s", r->dir, name);
+	n = scandir(sdir, &segs, seg_filter, alphasort);
+	if (n < 0) {
+		e = -errno;
+		set_err(err, errlen, "cannot list %s: %s", sdir, strerror(errno));
+		return e;
+	}
+	for (i = n - 1; i >= 0 && !e; i--) {
+		snprintf(path, sizeof(path), "%s/%s", sdir, segs[i]->d_name);
+		if ((e = read_all(path, &buf, &len))) {
+			set_err(err, errlen, "cannot read %s: %s", path, strerror(-e));
+			break;
+		}
+		scan_segment(buf, len, name, &sc);
+		if (i == n - 1) {
+			s->seg = (unsigned)strtoul(segs[i]->d_name, NULL, 10);
+			s->size = (off_t)sc.good_end;
+			s->seg_started = sc.first_time ? (time_t)sc.first_time : time(NULL);
+			cut = len - sc.good_end;
+			if (cut) {
+				SHA256((unsigned char *)buf + sc.good_end, cut, ch);
+				fd = open(path, O_WRONLY | O_CLOEXEC);
+				if (fd < 0 || ftruncate(fd, (off_t)sc.good_end) || fsync(fd)) {
+					e = -errno;
+					set_err(err, errlen, "cannot cut the torn tail of %s: %s",
+						path, strerror(errno));
+				}
+				if (fd >= 0)
+					close(fd);
+				log_warn("record", "%s: cut %zu bytes of a torn record after seq %llu",
+					 path, cut, (unsigned long long)sc.seq);
+			}
+		}
+		free(buf);
+		buf = NULL;
+		if (sc.found) {
+			s->seq = sc.seq;
+			memcpy(s->last, sc.hash, 32);
+			s->clean = sc.clean && !cut;
+			break;
+		}
+	}
+	for (i = 0; i < n; i++)
+		free(segs[i]);
+	free(segs);
+	if (e || !n || (s->clean && !cut) || (!s->seq && !cut))
+		return e;
+	now_str(t);
+	rec_hex(ch, 32, hex);
+	snprintf(path, sizeof(path), "%06u.jsonl", s->seg);
+	data = json_pack("{s:I, s:s, s:s, s:I, s:b}", "cut_bytes", (json_int_t)cut, "cut_sha256",
+			 cut ? hex : "", "segment", path, "last_good_seq", (json_int_t)s->seq,
+			 "clean_shutdown", 0);
+	s->recovery = data;
+	e = data ? stream_append(r, s, "recovery", t, data) : -ENOMEM;
+	if (!e || no_space(e)) {
+		if (e) {
+			/* the disk is full: it is written before the stream's next record */
+			log_warn("record", "%s: no space for the recovery record yet", sdir);
+			e = 0;
+		} else {
+			json_decref(data);
+			s->recovery = NULL;
+			e = stream_checkpoint(r, s, "recovery");
+			if (no_space(e))
+				e = 0;
+		}
+	}
+	if (!e)
+		commit(r);
+	if (!e)
+		e = rec_failed(r);
+	if (s->fd >= 0) {
+		close(s->fd);
+		s->fd = -1;
+	}
+	if (e)
+		set_err(err, errlen, "cannot write the recovery record of %s: %s", sdir,
+			strerror(-e));
+	return e;
+}
+
+/* --- open, submit, close -------------------------------------------------------------- */
+
+static void free_streams(struct rec *r)
+{
+	struct rec_stream *s, *n;
+	int b;
+
+	for (b = 0; b < BUCKETS; b++)
+		for (s = r->buckets[b]; s; s = n) {
+			n = s->next;
+			if (s->fd >= 0)
+				close(s->fd);
+			free(s->head);
+			json_decref(s->recovery);
+			free(s);
+		}
+}
+
+struct rec *rec_open(const struct rec_opts *o, char *err, size_t errlen)
+{
+	struct rec *r = calloc(1, sizeof(*r));
+	struct dirent *d;
+	struct stat st;
+	uint64_t cgid;
+	DIR *dir = NULL;
+	char path[PATH_MAX];
+
+	if (!r) {
+		set_err(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (!o || !o->dir || !*o->dir || strlen(o->dir) + REC_STREAM_MAX + 32 >= PATH_MAX) {
+		set_err(err, errlen, "record: no (or too long a) store directory");
+		free(r);
+		return NULL;
+	}
+	snprintf(r->dir, sizeof(r->dir), "%s", o->dir);
+	if (o->key_path)
+		snprintf(r->key_path, sizeof(r->key_path), "%s", o->key_path);
+	else
+		snprintf(r->key_path, sizeof(r->key_path), "%s/record.key", o->dir);
+	r->segment_bytes = o->segment_bytes ? o->segment_bytes : REC_DEFAULT_SEGMENT_BYTES;
+	r->segment_secs = o->segment_secs > 0 ? o->segment_secs : REC_DEFAULT_SEGMENT_SECS;
+	r->sync_ms = o->sync_ms > 0 ? o->sync_ms : 0;
+	r->checkpoint_every = o->checkpoint_every > 0 ? o->checkpoint_every :
+			      REC_DEFAULT_CHECKPOINT_EVERY;
+	r->checkpoint_secs = o->checkpoint_secs > 0 ? o->checkpoint_secs :
+			     REC_DEFAULT_CHECKPOINT_SECS;
+	r->max_queue = o->max_queue ? o->max_queue : REC_DEFAULT_MAX_QUEUE;
+	r->qt = &r->qh;
+	r->pend_t = &r->pend;
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	if (mkdir(r->dir, 0700) && errno != EEXIST) {
+		set_err(err, errlen, "cannot create the recording directory %s: %s", r->dir,
+			strerror(errno));
+		goto fail;
+	}
+	if (stat(r->key_path, &st) && errno == ENOENT &&
+	    rec_key_init(r->key_path, NULL, err, errlen))
+		goto fail;
+	if (!(r->key = rec_load_private(r->key_path, err, errlen)) || rec_key_id(r->key, r->key_id))
+		goto fail;
+	dir = opendir(r->dir);
+	if (!dir) {
+		set_err(err, errlen, "cannot open %s: %s", r->dir, strerror(errno));
+		goto fail;
+	}
+	while ((d = readdir(dir))) {
+		if (d->d_name[0] == '.' || rec_stream_cgid(d->d_name, &cgid))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", r->dir, d->d_name);
+		if (stat(path, &st) || !S_ISDIR(st.st_mode))
+			continue;
+		if (stream_recover(r, d->d_name, err, errlen))
+			goto fail;
+	}
+	closedir(dir);
+	dir = NULL;
+	if ((errno = pthread_create(&r->thread, NULL, writer_main, r))) {
+		set_err(err, errlen, "cannot start the recording writer: %s", strerror(errno));
+		goto fail;
+	}
+	return r;
+fail:
+	if (dir)
+		closedir(dir);
+	free_streams(r);
+	EVP_PKEY_free(r->key);
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cv);
+	free(r);
+	return NULL;
+}
+
+int rec_failed(struct rec *r)
+{
+	int e;
+
+	pthread_mutex_lock(&r->mu);
+	e = r->failed;
+	pthread_mutex_unlock(&r->mu);
+	return e;
+}
+
+int rec_submit(struct rec *r, const char *cgroup_path, uint64_t cgroup_id, const char *type,
+	       json_t *fields, rec_done_fn done, void *arg)
+{
+	struct rec_item *it;
+	size_t i, n = type ? strlen(type) : 0;
+	int e = 0;
+
+	for (i = 0; i < n; i++)
+		if (!((type[i] >= 'a' && type[i] <= 'z') || type[i] == '_'))
+			break;
+	if (!r || !n || n > 31 || i < n || !strcmp(type, "checkpoint") ||
+	    !strcmp(type, "recovery") || (fields && !json_is_object(fields))) {
+		json_decref(fields);
+		return -EINVAL;
+	}
+	it = calloc(1, sizeof(*it));
+	if (!it || (!fields && !(fields = json_object()))) {
+		free(it);
+		json_decref(fields);
+		return -ENOMEM;
+	}
+	if (cgroup_path)
+		rec_stream_name(cgroup_path, cgroup_id, it->stream, sizeof(it->stream));
+	it->cgid = cgroup_id;
+	memcpy(it->type, type, n + 1);
+	now_str(it->time);
+	it->data = fields;
+	it->done = done;
+	it->arg = arg;
+	pthread_mutex_lock(&r->mu);
+	if (r->failed)
+		e = r->failed;
+	else if (r->stop)
+		e = -ESHUTDOWN;
+	else if (r->qlen >= r->max_queue)
+		e = -EAGAIN;
+	if (!e) {
+		*r->qt = it;
+		r->qt = &it->next;
+		if (!r->qlen++)
+			pthread_cond_signal(&r->cv);
+	}
+	pthread_mutex_unlock(&r->mu);
+	if (e) {
+		json_decref(fields);
+		free(it);
+	}
+	return e;
+}
+
+void rec_close(struct rec *r)
+{
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->mu);
+	r->stop = 1;
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	pthread_join(r->thread, NULL);
+	if (default_store == r)
+		default_store = NULL;
+	free_streams(r);
+	EVP_PKEY_free(r->key);
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cv);
+	free(r);
+}
+
+/* --- the connection log ----------------------------------------------------------------- */
+
+void rec_set_default(struct rec *r)
+{
+	default_store = r;
+}
 
 static void put_addr(json_t *o, const struct sluice_origin *org)
 {
@@ -24,17 +1597,11 @@ static void put_addr(json_t *o, const struct sluice_origin *org)
 	json_object_set_new(o, "dst_port", json_integer(org->port));
 }
 
-int record_conn(const char *dir, const struct record_conn *rc)
+/* The fields of a connection record (no time or event: the caller adds what it needs). */
+static json_t *conn_fields(const struct record_conn *rc)
 {
 	json_t *o = json_object();
-	struct timespec ts;
-	char path[512], *line;
-	size_t len;
-	int fd, e = 0;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	json_object_set_new(o, "time", json_real((double)ts.tv_sec + ts.tv_nsec / 1e9));
-	json_object_set_new(o, "event", json_string("connection"));
 	if (rc->origin) {
 		json_object_set_new(o, "cgroup_id", json_integer((json_int_t)rc->origin->cgroup_id));
 		json_object_set_new(o, "pid", json_integer(rc->origin->pid));
@@ -46,13 +1613,30 @@ int record_conn(const char *dir, const struct record_conn *rc)
 				    json_integer((json_int_t)rc->origin->netns_cookie));
 		put_addr(o, rc->origin);
 	}
-	json_object_set_new(o, "sni", json_string(rc->sni));
-	json_object_set_new(o, "route", json_string(rc->route));
-	json_object_set_new(o, "reason", json_string(rc->reason));
+	json_object_set_new(o, "sni", json_string(rc->sni ? rc->sni : ""));
+	json_object_set_new(o, "route", json_string(rc->route ? rc->route : ""));
+	json_object_set_new(o, "reason", json_string(rc->reason ? rc->reason : ""));
 	json_object_set_new(o, "requests", json_integer((json_int_t)rc->requests));
 	json_object_set_new(o, "bytes_from_agent", json_integer((json_int_t)rc->bytes_in));
 	json_object_set_new(o, "bytes_to_agent", json_integer((json_int_t)rc->bytes_out));
 	json_object_set_new(o, "duration_ms", json_integer((json_int_t)rc->duration_ms));
+	return o;
+}
+
+int record_conn(const char *dir, const struct record_conn *rc)
+{
+	json_t *o = conn_fields(rc);
+	struct timespec ts;
+	char path[512], *line;
+	size_t len;
+	int fd, e = 0;
+
+	if (default_store)
+		return rec_submit(default_store, NULL, rc->origin ? rc->origin->cgroup_id : 0,
+				  "conn_close", o, NULL, NULL);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	json_object_set_new(o, "time", json_real((double)ts.tv_sec + ts.tv_nsec / 1e9));
+	json_object_set_new(o, "event", json_string("connection"));
 	line = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
 	json_decref(o);
 	if (!line)
@@ -69,4 +1653,51 @@ int record_conn(const char *dir, const struct record_conn *rc)
 		close(fd);
 	free(line);
 	return e;
+}
+
+/* --- sluicectl record init -------------------------------------------------------------- */
+
+int rec_cmd_init(int argc, char **argv)
+{
+	const char *dir = "/var/lib/sluice/recordings", *key = NULL;
+	char kp[PATH_MAX], pub[PATH_MAX], err[1024], id[17];
+	EVP_PKEY *k;
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--dir") && i + 1 < argc)
+			dir = argv[++i];
+		else if (!strcmp(argv[i], "--key") && i + 1 < argc)
+			key = argv[++i];
+		else {
+			fprintf(stderr, "usage: sluicectl record init [--dir D] [--key FILE]\n"
+					"  Create the Ed25519 key that signs recording checkpoints "
+					"(default D/record.key, 0600; public key beside it).\n");
+			return strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0;
+		}
+	}
+	if (mkdir(dir, 0700) && errno != EEXIST) {
+		fprintf(stderr, "sluicectl: record init: cannot create %s: %s\n", dir,
+			strerror(errno));
+		return 2;
+	}
+	if (key)
+		snprintf(kp, sizeof(kp), "%s", key);
+	else
+		snprintf(kp, sizeof(kp), "%s/record.key", dir);
+	rec_pub_path(kp, pub, sizeof(pub));
+	if (rec_key_init(kp, pub, err, sizeof(err))) {
+		fprintf(stderr, "sluicectl: record init: %s\n", err);
+		return 2;
+	}
+	k = rec_load_pubkey(pub, err, sizeof(err));
+	if (!k || rec_key_id(k, id)) {
+		fprintf(stderr, "sluicectl: record init: %s\n", err);
+		EVP_PKEY_free(k);
+		return 2;
+	}
+	EVP_PKEY_free(k);
+	printf("created the recording key %s (mode 0600) and %s\nkey id %s: publish it, "
+	       "auditors check checkpoints against it\n", kp, pub, id);
+	return 0;
 }

@@ -6,6 +6,8 @@
 
 #include "approve.h"
 #include "ctl.h"
+#include "record.h"
+#include "recverify.h"
 #include "tls.h"
 
 static void usage(FILE *out)
@@ -27,6 +29,16 @@ static void usage(FILE *out)
 		     "                 let it run; --for 30m also passes identical requests until then\n"
 		     "  deny ID --reason R [--socket PATH]\n"
 		     "                 refuse it, telling the agent why\n"
+		     "  record init [--dir D] [--key F]\n"
+		     "                 make the key that signs session recordings\n"
+		     "  sessions [--dir D] [--container C] [--since T] [--until T] [--json]\n"
+		     "                 recorded streams: first/last time, requests, denials\n"
+		     "  replay ID [--dir D] [--speed N | --step] [--json]\n"
+		     "                 a recorded session as a timeline\n"
+		     "  export --container C -o DIR [--dir D] [--since T] [--until T] [--key F]\n"
+		     "                 a self-contained bundle of a container's recordings\n"
+		     "  verify FILE|DIR [--pubkey F] [--json]\n"
+		     "                 check recordings offline: 0 intact, 1 tampered with\n"
 		     "  help           this text\n");
 }
 
@@ -54,6 +66,16 @@ int main(int argc, char **argv)
 		return tls_cmd_ca_init(argc - 2, argv + 2);
 	if (!strcmp(argv[1], "ca") && argc >= 3 && !strcmp(argv[2], "export"))
 		return tls_cmd_ca_export(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "record") && argc >= 3 && !strcmp(argv[2], "init"))
+		return rec_cmd_init(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "sessions"))
+		return rec_cmd_sessions(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "replay"))
+		return rec_cmd_replay(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "export"))
+		return rec_cmd_export(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "verify"))
+		return rec_cmd_verify(argc - 1, argv + 1);
 	fprintf(stderr, "sluicectl: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;

@@ -1,0 +1,646 @@
+/* Description: the session-recording store: naming, writing with durable callbacks, every
+ * kind of tampering detected and named by the verifier, torn-tail recovery, no space,
+ * fsync failure, queue bound. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <openssl/sha.h>
+
+#include "record.h"
+#include "recverify.h"
+#include "tap.h"
+
+#pragma GCC diagnostic ignored "-Wformat-truncation" /* temporary paths are short */
+
+/* fsync interposed: fails with EIO while fail_fsync is set (the store must stop). */
+static volatile int fail_fsync;
+
+int fsync(int fd)
+{
+	if (fail_fsync) {
+		errno = EIO;
+		return -1;
+	}
+	return (int)syscall(SYS_fsync, fd);
+}
+
+static char tmp[] = "/tmp/sluice-record-test-XXXXXX";
+static char store[512], pub[512];
+
+/* Completion bookkeeping. */
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int n_done, n_ok, last_status;
+static volatile int block_writer;
+
+static void done(void *arg, int status)
+{
+	pthread_mutex_lock(&mu);
+	n_done++;
+	if (!status)
+		n_ok++;
+	last_status = status;
+	pthread_cond_broadcast(&cv);
+	while (block_writer && arg)
+		pthread_cond_wait(&cv, &mu);
+	pthread_mutex_unlock(&mu);
+}
+
+static void wait_done(int n)
+{
+	pthread_mutex_lock(&mu);
+	while (n_done < n)
+		pthread_cond_wait(&cv, &mu);
+	pthread_mutex_unlock(&mu);
+}
+
+static void reset_counts(void)
+{
+	pthread_mutex_lock(&mu);
+	n_done = n_ok = 0;
+	last_status = 1;
+	pthread_mutex_unlock(&mu);
+}
+
+static const char *docker = "/system.slice/docker-"
+			    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope";
+static const char *pod = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod"
+			 "12345678_1234_1234_1234_123456789abc.slice";
+static char s_docker[REC_STREAM_MAX], s_pod[REC_STREAM_MAX];
+
+static struct rec *open_store(const char *dir, size_t seg, int every, char *err)
+{
+	struct rec_opts o = { .dir = dir, .segment_bytes = seg, .checkpoint_every = every };
+
+	return rec_open(&o, err, 512);
+}
+
+static int submit_n(struct rec *r, const char *path, uint64_t id, int from, int n)
+{
+	int i, e = 0;
+
+	for (i = from; i < from + n && !e; i++)
+		e = rec_submit(r, path, id, i % 3 ? "request" : "decision",
+			       json_pack("{s:i, s:s, s:s}", "n", i, "sql", "SELECT 1 FROM t",
+					 "decision", i % 6 ? "allow" : "deny"),
+			       done, NULL);
+	return e;
+}
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	return system(cmd);
+}
+
+/* Lines of a file, for tampering. */
+struct lines {
+	char *v[4096];
+	int n;
+};
+
+static void lines_read(const char *path, struct lines *l)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0;
+
+	l->n = 0;
+	while (f && getline(&line, &cap, f) > 0 && l->n < 4096)
+		l->v[l->n++] = strdup(line);
+	free(line);
+	if (f)
+		fclose(f);
+}
+
+static void lines_write(const char *path, struct lines *l)
+{
+	FILE *f = fopen(path, "w");
+	int i;
+
+	for (i = 0; i < l->n; i++) {
+		fputs(l->v[i], f);
+		free(l->v[i]);
+	}
+	fclose(f);
+}
+
+/* Re-serialize record <o> (prev set to <prev>) as a line with its hash; <hash> gets it. */
+static char *make_line(json_t *o, const char *prev, char hash[65])
+{
+	unsigned char h[32];
+	char *body, *line;
+	size_t n;
+
+	json_object_del(o, "hash");
+	json_object_set_new(o, "prev", json_string(prev));
+	body = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+	n = strlen(body);
+	SHA256((unsigned char *)body, n, h);
+	rec_hex(h, 32, hash);
+	line = malloc(n + 80);
+	snprintf(line, n + 80, "%.*s,\"hash\":\"%s\"}\n", (int)n - 1, body, hash);
+	free(body);
+	return line;
+}
+
+/* Path of segment <n> in the stream copy <dir>. */
+static const char *seg(const char *dir, int n)
+{
+	static char p[700];
+
+	snprintf(p, sizeof(p), "%s/%06d.jsonl", dir, n);
+	return p;
+}
+
+/* Recompute prev/hash of every record from line <from> of segment <first> on, through
+ * segment <nseg> of stream copy <dir> (a forger's rewrite). */
+static void rechain(const char *dir, int nseg, int first, int from)
+{
+	struct lines l;
+	char prev[65] = "", hash[65];
+	int i, sgm;
+
+	for (sgm = 1; sgm <= nseg; sgm++) {
+		lines_read(seg(dir, sgm), &l);
+		for (i = 0; i < l.n; i++) {
+			json_t *o = json_loads(l.v[i], 0, NULL);
+
+			if (sgm > first || (sgm == first && i >= from)) {
+				free(l.v[i]);
+				l.v[i] = make_line(o, prev, hash);
+			} else {
+				snprintf(hash, sizeof(hash), "%s",
+					 json_string_value(json_object_get(o, "hash")));
+			}
+			memcpy(prev, hash, sizeof(prev));
+			json_decref(o);
+		}
+		lines_write(seg(dir, sgm), &l);
+	}
+}
+
+/* Copy the stream <s> to a fresh directory; returns the copy's path. */
+static const char *copy_stream(const char *s)
+{
+	static char dst[600];
+	static int k;
+
+	snprintf(dst, sizeof(dst), "%s/t%d/%s", tmp, ++k, s);
+	sh("mkdir -p %s/t%d && cp -a %s/%s %s/t%d/", tmp, k, store, s, tmp, k);
+	return dst;
+}
+
+/* Verify <path> and expect the first problem to be <kind> (NULL: intact) at <line> (0:
+ * any) of a file whose name ends with <file> (NULL: any). */
+static void expect(const char *what, const char *path, const char *kind, const char *file,
+		   int line)
+{
+	json_t *rep, *p;
+	int e = rec_verify_path(path, pub, &rep);
+	const char *k, *f;
+
+	p = json_object_get(rep, "first_problem");
+	k = json_string_value(json_object_get(p, "kind"));
+	f = json_string_value(json_object_get(p, "file"));
+	if (!kind) {
+		ok(e == 0, "%s: intact (%d%s%s)", what, e, k ? ": " : "",
+		   k ? json_string_value(json_object_get(p, "detail")) : "");
+	} else {
+		ok(e == -EBADMSG && k && !strcmp(k, kind) &&
+			   (!file || (f && strlen(f) >= strlen(file) &&
+				      !strcmp(f + strlen(f) - strlen(file), file))) &&
+			   (!line || json_integer_value(json_object_get(p, "line")) == line),
+		   "%s: detected as %s (got %d: %s %s:%lld: %s)", what, kind, e, k, f,
+		   (long long)json_integer_value(json_object_get(p, "line")),
+		   json_string_value(json_object_get(p, "detail")));
+	}
+	json_decref(rep);
+}
+
+static int count_lines(const char *dir)
+{
+	char cmd[700];
+	FILE *f;
+	int n = -1;
+
+	snprintf(cmd, sizeof(cmd), "cat %s/*.jsonl | wc -l", dir);
+	f = popen(cmd, "r");
+	if (f && fscanf(f, "%d", &n) != 1)
+		n = -1;
+	if (f)
+		pclose(f);
+	return n;
+}
+
+static void test_names(void)
+{
+	char out[REC_STREAM_MAX];
+
+	is_str(rec_stream_name(docker, 42, out, sizeof(out)),
+	       "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef--42",
+	       "docker scope: the container id");
+	is_str(rec_stream_name("/kubepods/burstable/pod12345678-1234-1234-1234-123456789abc/"
+			       "cri-containerd-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+			       ".scope", 7, out, sizeof(out)),
+	       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa--7",
+	       "containerd inside a pod: the container id wins");
+	is_str(rec_stream_name(pod, 9, out, sizeof(out)),
+	       "pod-12345678-1234-1234-1234-123456789abc--9", "pod uid with underscores");
+	is_str(rec_stream_name("/machine.slice/crio-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.scope",
+			       1, out, sizeof(out)),
+	       "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb--1", "crio");
+	is_str(rec_stream_name("/agents.slice/a b/../x", 5, out, sizeof(out)),
+	       "agents.slice_a_b_.._x--5", "other paths sanitised");
+	is_str(rec_stream_name("/", 1, out, sizeof(out)), "root--1", "root cgroup");
+	ok(rec_stream_name("/.hidden", 1, out, sizeof(out)) && out[0] == '_', "no leading dot");
+}
+
+/* Write two streams through the API; every callback says durable; the store verifies. */
+static void test_write(void)
+{
+	char err[512];
+	struct rec *r = open_store(store, 4096, 7, err);
+	int i;
+
+	ok(r != NULL, "store opens, key created (%s)", r ? "" : err);
+	if (!r)
+		exit(1);
+	ok(access(pub, R_OK) == 0, "public key beside the store");
+	{
+		struct stat st;
+
+		snprintf(err, sizeof(err), "%s/record.key", store);
+		ok(!stat(err, &st) && (st.st_mode & 0777) == 0600, "private key is 0600");
+	}
+	reset_counts();
+	is_int(submit_n(r, docker, 111, 0, 60), 0, "60 records queued for a docker container");
+	is_int(submit_n(r, pod, 222, 0, 30), 0, "30 records queued for a pod");
+	wait_done(90);
+	is_int(n_ok, 90, "every callback reported durable");
+	is_int(rec_submit(r, docker, 111, "checkpoint", NULL, done, NULL), -EINVAL,
+	       "callers cannot forge checkpoints");
+	is_int(rec_submit(r, docker, 111, "Bad Type", json_object(), done, NULL), -EINVAL,
+	       "type is [a-z_]");
+	{
+		json_t *big = json_object();
+		char *s = malloc(REC_MAX_LINE + 10);
+
+		memset(s, 'x', REC_MAX_LINE + 9);
+		s[REC_MAX_LINE + 9] = '\0';
+		json_object_set_new(big, "x", json_string(s));
+		free(s);
+		reset_counts();
+		is_int(rec_submit(r, docker, 111, "request", big, done, NULL), 0, "queued");
+		wait_done(1);
+		is_int(last_status, -EMSGSIZE, "a record over 1 MiB fails with -EMSGSIZE");
+	}
+	{
+		json_t *f = json_object();
+		char body[3000];
+
+		memset(body, 'b', sizeof(body));
+		rec_put_body(f, "body", body, sizeof(body), 100);
+		ok(json_is_true(json_object_get(json_object_get(f, "body"), "truncated")) &&
+			   strlen(json_string_value(json_object_get(json_object_get(f, "body"),
+								    "text"))) == 100,
+		   "rec_put_body cuts the body and keeps its hash");
+		rec_put_body(f, "bin", "\xff\x00\x01", 3, 100);
+		ok(json_is_string(json_object_get(json_object_get(f, "bin"), "base64")),
+		   "binary bodies go as base64");
+		reset_counts();
+		rec_submit(r, docker, 111, "response", f, done, NULL);
+		wait_done(1);
+		is_int(last_status, 0, "body record durable");
+	}
+	rec_close(r);
+	rec_stream_name(docker, 111, s_docker, sizeof(s_docker));
+	rec_stream_name(pod, 222, s_pod, sizeof(s_pod));
+	snprintf(err, sizeof(err), "%s/%s/000003.jsonl", store, s_docker);
+	ok(access(err, F_OK) == 0, "the docker stream rotated into several segments");
+	expect("the store", store, NULL, NULL, 0);
+	snprintf(err, sizeof(err), "%s/%s", store, s_docker);
+	i = count_lines(err);
+	r = open_store(store, 4096, 7, err);
+	rec_close(r);
+	snprintf(err, sizeof(err), "%s/%s", store, s_docker);
+	is_int(count_lines(err), i, "a clean reopen adds nothing (no recovery record)");
+}
+
+/* Index of the first line of <l> of <type>, from <from>. */
+static int find_type(struct lines *l, const char *type, int from)
+{
+	char want[64];
+	int i;
+
+	snprintf(want, sizeof(want), "\"type\":\"%s\"", type);
+	for (i = from; i < l->n; i++)
+		if (strstr(l->v[i], want))
+			return i;
+	return -1;
+}
+
+static void test_tamper(void)
+{
+	struct lines l, m;
+	const char *d;
+	char *p, last[700];
+	int i, k = -1, nseg;
+
+	/* the last segment of the docker stream */
+	for (nseg = 1; access(seg(copy_stream(s_docker), nseg + 1), F_OK) == 0; nseg++)
+		;
+	d = copy_stream(s_docker);
+	expect("an untouched copy", d, NULL, NULL, 0);
+
+	d = copy_stream(s_docker);
+	lines_read(seg(d, 1), &l);
+	p = strstr(l.v[2], "SELECT 1");
+	p[7] = '2';
+	lines_write(seg(d, 1), &l);
+	expect("a field modified", d, "modified", "000001.jsonl", 3);
+
+	d = copy_stream(s_docker);
+	lines_read(seg(d, 1), &l);
+	free(l.v[3]);
+	memmove(&l.v[3], &l.v[4], (size_t)(l.n - 4) * sizeof(char *));
+	l.n--;
+	lines_write(seg(d, 1), &l);
+	expect("a line deleted", d, "deleted", "000001.jsonl", 4);
+
+	d = copy_stream(s_docker);
+	lines_read(seg(d, 1), &l);
+	p = l.v[2];
+	l.v[2] = l.v[3];
+	l.v[3] = p;
+	lines_write(seg(d, 1), &l);
+	expect("two lines swapped", d, "reordered", "000001.jsonl", 3);
+
+	d = copy_stream(s_docker);
+	lines_read(seg(d, 1), &l);
+	{
+		json_t *o = json_loads(l.v[2], 0, NULL);
+		char hash[65];
+
+		json_object_set_new(json_object_get(o, "data"), "sql", json_string("SELECT 0"));
+		p = make_line(o, json_string_value(json_object_get(o, "prev")), hash);
+		json_decref(o);
+		memmove(&l.v[3], &l.v[2], (size_t)(l.n - 2) * sizeof(char *));
+		l.v[2] = p;
+		l.n++;
+	}
+	lines_write(seg(d, 1), &l);
+	expect("a forged line inserted (with a valid hash and prev)", d, "inserted",
+	       "000001.jsonl", 3);
+
+	d = copy_stream(s_docker);
+	snprintf(last, sizeof(last), "%s", seg(d, nseg));
+	sh("truncate -s -40 %s", last);
+	expect("the last segment cut mid-line", d, "truncated", NULL, 0);
+
+	/* cut after the last checkpoint but one: in the last segment holding two, or at the
+	 * end of the segment before (and the segments after it removed) */
+	d = copy_stream(s_docker);
+	for (i = nseg; i >= 1; i--) {
+		lines_read(seg(d, i), &l);
+		k = find_type(&l, "checkpoint", 0);
+		if (i < nseg || (k >= 0 && k + 1 < l.n && find_type(&l, "checkpoint", k + 1) > k))
+			break;
+		for (k = 0; k < l.n; k++)
+			free(l.v[k]);
+		sh("rm %s", seg(d, i));
+	}
+	if (i == nseg) {
+		for (i = k + 1; i < l.n; i++)
+			free(l.v[i]);
+		l.n = k + 1;
+	}
+	lines_write(seg(d, i), &l);
+	expect("the last segment cut at a checkpoint boundary", d, "truncated", NULL, 0);
+
+	d = copy_stream(s_docker);
+	sh("rm %s", seg(d, nseg));
+	expect("the whole last segment removed", d, "truncated", NULL, 0);
+
+	d = copy_stream(s_docker);
+	sh("rm %s", seg(d, 2));
+	expect("a middle segment removed", d, "deleted", "000003.jsonl", 1);
+
+	d = copy_stream(s_docker);
+	snprintf(last, sizeof(last), "%s/%s/000001.jsonl", store, s_pod);
+	lines_read(last, &m);
+	lines_read(seg(d, 1), &l);
+	free(l.v[4]);
+	l.v[4] = m.v[4]; /* same seq, from the pod's stream */
+	m.v[4] = strdup("");
+	lines_write(seg(d, 1), &l);
+	for (i = 0; i < m.n; i++)
+		free(m.v[i]);
+	expect("a line copied from another container", d, "moved", "000001.jsonl", 5);
+
+	d = copy_stream(s_docker);
+	lines_read(seg(d, 1), &l);
+	k = find_type(&l, "checkpoint", 0);
+	p = strstr(l.v[k], "\"sig\":\"") + 10;
+	*p = *p == 'A' ? 'B' : 'A';
+	lines_write(seg(d, 1), &l);
+	rechain(d, nseg, 1, k);
+	expect("a signature byte flipped, chain recomputed", d, "bad_signature", "000001.jsonl",
+	       k + 1);
+
+	d = copy_stream(s_docker);
+	lines_read(seg(d, 1), &l);
+	p = strstr(l.v[1], "SELECT 1");
+	p[7] = '3';
+	lines_write(seg(d, 1), &l);
+	rechain(d, nseg, 1, 1);
+	expect("a field modified and the chain recomputed", d, "bad_signature", "000001.jsonl",
+	       0);
+}
+
+/* A torn write at the end is cut at reopen and a recovery record says so. */
+static void test_recovery(void)
+{
+	char path[700], err[512];
+	struct lines l;
+	struct rec *r;
+	int n, k;
+
+	snprintf(path, sizeof(path), "%s/%s", store, s_pod);
+	n = count_lines(path);
+	for (k = 1; ; k++)
+		if (access(seg(path, k + 1), F_OK))
+			break;
+	snprintf(path, sizeof(path), "%s", seg(path, k));
+	lines_read(path, &l);
+	n = l.n;
+	for (k = 0; k < l.n; k++)
+		free(l.v[k]);
+	sh("printf '{\"data\":{\"n\":1' >> %s", path);
+	r = open_store(store, 4096, 7, err);
+	ok(r != NULL, "reopens after a torn write (%s)", r ? "" : err);
+	rec_close(r);
+	lines_read(path, &l);
+	is_int(l.n, n, "the torn bytes were cut, whole records kept");
+	for (k = 0; k < l.n; k++)
+		free(l.v[k]);
+	snprintf(path, sizeof(path), "%s/%s", store, s_pod);
+	for (k = 1; ; k++)
+		if (access(seg(path, k + 1), F_OK))
+			break;
+	lines_read(seg(path, k), &l); /* the recovery record may open a new segment */
+	k = find_type(&l, "recovery", 0);
+	ok(k >= 0 && strstr(l.v[k], "\"cut_bytes\":14,"), "a recovery record names the 14 bytes cut");
+	ok(k >= 0 && k + 1 < l.n && strstr(l.v[k + 1], "\"reason\":\"recovery\""),
+	   "then a checkpoint");
+	for (k = 0; k < l.n; k++)
+		free(l.v[k]);
+	expect("the store after recovery", store, NULL, NULL, 0);
+}
+
+/* No space: the record fails with the error, nothing before it is damaged, and the store
+ * goes on once there is room. RLIMIT_FSIZE plays the full disk (EFBIG). */
+static void test_no_space(void)
+{
+	char dir[600], err[512], path[700];
+	struct rlimit rl, old;
+	struct rec *r;
+	int i, failed = 0;
+
+	snprintf(dir, sizeof(dir), "%s/nospace", tmp);
+	r = open_store(dir, 1 << 20, 1000, err);
+	ok(r != NULL, "store for the no-space test");
+	signal(SIGXFSZ, SIG_IGN);
+	getrlimit(RLIMIT_FSIZE, &old);
+	rl = old;
+	rl.rlim_cur = 3000;
+	setrlimit(RLIMIT_FSIZE, &rl);
+	reset_counts();
+	for (i = 0; i < 40; i++) {
+		submit_n(r, docker, 5, i, 1);
+		wait_done(i + 1);
+		if (last_status == -EFBIG)
+			failed++;
+	}
+	ok(n_ok > 5 && failed > 0 && n_ok + failed == 40,
+	   "records fail with -EFBIG once the file cannot grow (%d ok, %d failed)", n_ok, failed);
+	setrlimit(RLIMIT_FSIZE, &old);
+	reset_counts();
+	submit_n(r, docker, 5, 100, 3);
+	wait_done(3);
+	is_int(n_ok, 3, "with room again, records are written");
+	rec_close(r);
+	snprintf(path, sizeof(path), "%s/record.pub", dir);
+	{
+		json_t *rep;
+
+		ok(rec_verify_path(dir, path, &rep) == 0, "nothing written before was damaged");
+		json_decref(rep);
+	}
+}
+
+/* A failed fsync stops the store: the record and every later submit fail with -EIO. */
+static void test_fsync_failure(void)
+{
+	char dir[600], err[512];
+	struct rec *r;
+
+	snprintf(dir, sizeof(dir), "%s/fsyncfail", tmp);
+	r = open_store(dir, 1 << 20, 1000, err);
+	reset_counts();
+	submit_n(r, docker, 5, 0, 2);
+	wait_done(2);
+	is_int(n_ok, 2, "durable before the failure");
+	fail_fsync = 1;
+	reset_counts();
+	submit_n(r, docker, 5, 2, 1);
+	wait_done(1);
+	is_int(last_status, -EIO, "the record whose fsync failed gets -EIO");
+	is_int(rec_submit(r, docker, 5, "request", NULL, done, NULL), -EIO,
+	       "later submits fail at once with -EIO");
+	is_int(rec_failed(r), -EIO, "rec_failed says so");
+	rec_close(r);
+	fail_fsync = 0;
+}
+
+/* The queue is bounded: with the writer stuck in a callback, submits beyond max_queue fail
+ * with -EAGAIN instead of blocking or growing. */
+static void test_queue_bound(void)
+{
+	struct rec_opts o = { .max_queue = 2 };
+	char dir[600], err[512];
+	struct rec *r;
+	int e;
+
+	snprintf(dir, sizeof(dir), "%s/queue", tmp);
+	o.dir = dir;
+	r = rec_open(&o, err, sizeof(err));
+	reset_counts();
+	block_writer = 1;
+	rec_submit(r, docker, 5, "request", NULL, done, (void *)1);
+	wait_done(1); /* the writer now waits in that callback */
+	rec_submit(r, docker, 5, "request", NULL, done, NULL);
+	rec_submit(r, docker, 5, "request", NULL, done, NULL);
+	e = rec_submit(r, docker, 5, "request", NULL, done, NULL);
+	is_int(e, -EAGAIN, "a full queue refuses with -EAGAIN");
+	pthread_mutex_lock(&mu);
+	block_writer = 0;
+	pthread_cond_broadcast(&cv);
+	pthread_mutex_unlock(&mu);
+	wait_done(3);
+	is_int(n_ok, 3, "queued records still complete");
+	rec_close(r);
+}
+
+/* A group-commit window: records share an fsync and are durable within the window. */
+static void test_sync_window(void)
+{
+	struct rec_opts o = { .sync_ms = 20 };
+	char dir[600], err[512];
+	struct timespec a, b;
+	struct rec *r;
+
+	snprintf(dir, sizeof(dir), "%s/window", tmp);
+	o.dir = dir;
+	r = rec_open(&o, err, sizeof(err));
+	reset_counts();
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	submit_n(r, docker, 5, 0, 50);
+	wait_done(50);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	is_int(n_ok, 50, "sync_ms 20: every record durable");
+	ok((b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000 < 1000,
+	   "within the window (plus fsync time)");
+	rec_close(r);
+}
+
+int main(void)
+{
+	if (!mkdtemp(tmp))
+		return 1;
+	snprintf(store, sizeof(store), "%s/store", tmp);
+	snprintf(pub, sizeof(pub), "%s/record.pub", store);
+	test_names();
+	test_write();
+	test_tamper();
+	test_recovery();
+	test_no_space();
+	test_fsync_failure();
+	test_queue_bound();
+	test_sync_window();
+	if (!tap_failed)
+		sh("rm -rf %s", tmp);
+	else
+		printf("# kept %s\n", tmp);
+	return tap_done();
+}
