@@ -71,6 +71,24 @@ struct sql_table {
 	int stmt;            /* index of its statement */
 	unsigned char role;  /* enum sql_role */
 	unsigned char flags; /* SQL_TF_* */
+	/* Where a read stands, for a rewrite that puts a derived table in its place (mask.c):
+	 * the text to replace is [p or kw, end). The spans are NULL/0 when absent. */
+	unsigned char place; /* SQL_PLACE_* */
+	const char *kw;      /* SQL_PLACE_TABLE_ARG: the TABLE keyword before the path */
+	const char *end;     /* end of the path and of what follows it that belongs to it */
+	const char *alias;   /* SQL_PLACE_FROM: the alias name token (AS excluded) */
+	size_t alias_len;
+	const char *time;    /* SQL_PLACE_FROM: "FOR SYSTEM_TIME AS OF expr" */
+	size_t time_len;
+	const char *sample;  /* SQL_PLACE_FROM: "TABLESAMPLE SYSTEM (...)" right after it */
+	size_t sample_len;
+};
+
+/* Where a reference stands (struct sql_table.place). */
+enum sql_place {
+	SQL_PLACE_OTHER, /* a DML/DDL target, a CLONE/COPY/LIKE source, a model, a CALL... */
+	SQL_PLACE_FROM,  /* a FROM item (also JOIN, MERGE USING): path [FOR...] [alias] [TABLESAMPLE] */
+	SQL_PLACE_TABLE_ARG, /* "TABLE path" argument of a table-valued function */
 };
 
 /* One statement: text[off..off+len) without its ';'. Its references are

@@ -569,6 +569,23 @@ static void add_ref(struct parser *p, const struct path *pa, int role, int flags
 	t->stmt = p->open;
 	t->role = (unsigned char)role;
 	t->flags = (unsigned char)flags;
+	t->place = SQL_PLACE_OTHER;
+	t->kw = NULL;
+	t->end = t->p + t->len;
+	t->alias = t->time = t->sample = NULL;
+	t->alias_len = t->time_len = t->sample_len = 0;
+}
+
+/* The reference added since the table count was <n0>, or NULL (a CTE, an alias path). */
+static struct sql_table *added_ref(struct parser *p, int n0)
+{
+	return p->r->n_tables > n0 ? &p->r->tables[p->r->n_tables - 1] : NULL;
+}
+
+/* End of token k in the text. */
+static const char *tok_end(const struct parser *p, int k)
+{
+	return tk(p, k)->p + tk(p, k)->len;
 }
 
 /* A path read as a table in a FROM clause or TABLE argument: not a table when it is a CTE
@@ -786,11 +803,16 @@ static void inner(struct parser *p)
 		case SQL_KW_MODEL:
 			if (is_name_at(p, p->i + 1) && !is_kw_at(p, p->i + 1, SQL_KW_TABLE)) {
 				struct path pa;
-				int model = t->code == SQL_KW_MODEL;
+				int model = t->code == SQL_KW_MODEL, n0 = p->r->n_tables;
+				struct sql_table *ref;
 
 				adv(p);
 				parse_path(p, &pa, 1);
 				table_read(p, &pa, 0, model ? SQL_TF_MODEL : 0);
+				if (!model && (ref = added_ref(p, n0))) {
+					ref->place = SQL_PLACE_TABLE_ARG;
+					ref->kw = t->p;
+				}
 			} else {
 				adv(p);
 			}
@@ -891,8 +913,9 @@ static void from_list(struct parser *p);
 
 static void from_item(struct parser *p)
 {
-	int named = 0;
+	int named = 0, n0 = p->r->n_tables;
 	struct path pa;
+	struct sql_table *ref = NULL;
 
 	enter(p);
 	if (is_op(p, '(')) {
@@ -922,7 +945,11 @@ static void from_item(struct parser *p)
 			bracket(p); /* table-valued function: TABLE/MODEL arguments are read */
 		} else {
 			table_read(p, &pa, 1, 0);
+			if ((ref = added_ref(p, n0)))
+				ref->place = SQL_PLACE_FROM;
 			if (accept_kw(p, SQL_KW_FOR)) {
+				int a = p->i - 1;
+
 				if (accept_kw(p, SQL_KW_SYSTEM)) {
 					if (!is_word_at(p, p->i, "TIME"))
 						fail(p, "expected FOR SYSTEM TIME");
@@ -933,11 +960,27 @@ static void from_item(struct parser *p)
 				expect_kw(p, SQL_KW_AS, "expected AS OF");
 				expect_kw(p, SQL_KW_OF, "expected AS OF");
 				expr(p);
+				if (ref) {
+					ref->time = tk(p, a)->p;
+					ref->time_len = (size_t)(tok_end(p, p->i - 1) - ref->time);
+					ref->end = tok_end(p, p->i - 1);
+				}
 			}
 		}
 		named = alias(p);
 		if (!named)
 			push_name(p, p->alias, &p->n_alias, MAX_SCOPE, pa.c[pa.n - 1]);
+		else if (ref) {
+			ref->alias = tk(p, p->i - 1)->p;
+			ref->alias_len = tk(p, p->i - 1)->len;
+			ref->end = tok_end(p, p->i - 1);
+		}
+		if (ref && is_kw(p, SQL_KW_TABLESAMPLE) && is_kw_at(p, p->i + 1, SQL_KW_SYSTEM) &&
+		    is_op_at(p, p->i + 2, '(')) {
+			ref->sample = tk(p, p->i)->p;
+			ref->end = tok_end(p, tk(p, p->i + 2)->match);
+			ref->sample_len = (size_t)(ref->end - ref->sample);
+		}
 	} else {
 		fail(p, "expected a table");
 	}

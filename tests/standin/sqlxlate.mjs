@@ -20,6 +20,9 @@
 //    STRUCT(x AS a) -> struct_pack(a := x); 1.5 -> DOUBLE (BigQuery FLOAT64)
 //  - [project.]dataset.INFORMATION_SCHEMA.{TABLES,COLUMNS,SCHEMATA} -> a
 //    subquery the caller builds from the catalog (opts.infoSchema)
+//  - sluice's masking expressions: SHA256 -> unhex(sha256()), TO_HEX -> lower(hex()),
+//    CHAR_LENGTH -> length, TIMESTAMP_TRUNC(t, p, 'UTC') -> UTC truncation,
+//    (SELECT AS STRUCT p.* REPLACE (e AS f)) -> struct_update(p, f := e)
 //  - OPTIONS(...), PARTITION BY, CLUSTER BY dropped from DDL
 //  - query parameters (@name, ?) inlined as typed literals
 //  - stand-in hints in comments: /*standin:delay_ms=3000,poll_ms=200*/
@@ -270,6 +273,9 @@ export const MACROS = [
 	'CREATE OR REPLACE TEMP MACRO parse_date(f, s) AS CAST(strptime(s, f) AS DATE)',
 	'CREATE OR REPLACE TEMP MACRO parse_timestamp(f, s) AS CAST(strptime(s, f) AS TIMESTAMPTZ)',
 	// date-part functions; the translator quotes the part (DAY -> 'day')
+	// SHA256 returns BYTES in BigQuery (DuckDB: a hex VARCHAR); TO_HEX is lower-case
+	'CREATE OR REPLACE TEMP MACRO bq_sha256(x) AS unhex(sha256(x))',
+	'CREATE OR REPLACE TEMP MACRO bq_to_hex(b) AS lower(hex(b))',
 	'CREATE OR REPLACE TEMP MACRO bq_date_diff(a, b, p) AS date_diff(p, b, a)',
 	'CREATE OR REPLACE TEMP MACRO bq_datetime_diff(a, b, p) AS date_diff(p, b, a)',
 	'CREATE OR REPLACE TEMP MACRO bq_timestamp_diff(a, b, p) AS date_diff(p, b, a)',
@@ -280,7 +286,7 @@ export const MACROS = [
 const DATEPART_FUNCS = new Set(['DATE_DIFF', 'DATETIME_DIFF', 'TIMESTAMP_DIFF', 'DATE_TRUNC', 'DATETIME_TRUNC', 'TIMESTAMP_TRUNC']);
 
 // Functions rewritten by name (word followed by "(").
-const RENAME = { SAFE_CAST: 'TRY_CAST', FORMAT: 'printf' };
+const RENAME = { SAFE_CAST: 'TRY_CAST', FORMAT: 'printf', SHA256: 'bq_sha256', TO_HEX: 'bq_to_hex', CHAR_LENGTH: 'length' };
 // Niladic functions BigQuery writes with "()" but DuckDB without.
 const NILADIC = {
 	CURRENT_TIMESTAMP: 'current_timestamp',
@@ -394,6 +400,45 @@ export function translate(sql, { queryParameters = [], infoSchema } = {}) {
 					if (u.endsWith('OFFSET')) sig[close].out = ')+1';
 					break;
 				}
+				if (u === 'SELECT' && prev?.v === '(' && next?.u === 'AS' && sig[i + 2]?.u === 'STRUCT') {
+					// (SELECT AS STRUCT p.* REPLACE (e AS f, ...)) -> (struct_update(p, f := e, ...))
+					// (sluice's masking of a RECORD's field)
+					let j = i + 3;
+					while (sig[j] && (sig[j].k === 'word' || sig[j].k === 'qid') && sig[j + 1]?.v === '.') j += 2;
+					if (sig[j]?.v === '*' && sig[j + 1]?.u === 'REPLACE' && sig[j + 2]?.v === '(') {
+						const close = matchParen(sig, j + 2);
+						const outer = matchParen(sig, i - 1);
+						if (outer === close + 1) {
+							t.out = 'struct_update(';
+							next.out = '';
+							sig[i + 2].out = '';
+							sig[j - 1].out = '';
+							sig[j - 1].sp = false;
+							sig[j].out = ',';
+							sig[j + 1].out = '';
+							sig[j + 2].out = '';
+							sig[close].out = ')';
+							let start = j + 3;
+							let depth = 0;
+							for (let k = j + 3; k <= close; k++) {
+								const v = sig[k].v;
+								if (v === '(' || v === '[') depth++;
+								else if ((v === ')' || v === ']') && k !== close) depth--;
+								if ((k === close || (depth === 0 && v === ',')) && k - start >= 3 && sig[k - 2].u === 'AS') {
+									const last = sig[k - 1];
+									sig[start].pre = `${quoteIdent(last.k === 'qid' ? last.s.join('.') : last.v)} := `;
+									sig[k - 2].out = '';
+									last.out = '';
+									sig[k - 3].sp = false;
+									start = k + 1;
+								} else if (k === close || (depth === 0 && v === ',')) {
+									start = k + 1;
+								}
+							}
+							break;
+						}
+					}
+				}
 				if (u === 'STRUCT' && next?.v === '(' && prev?.v !== '.') {
 					// STRUCT(x AS a, y) -> struct_pack(a := x, y := y)
 					const close = matchParen(sig, i + 1);
@@ -428,6 +473,15 @@ export function translate(sql, { queryParameters = [], infoSchema } = {}) {
 				if (DATEPART_FUNCS.has(u) && next?.v === '(' && prev?.v !== '.') {
 					// DATE_DIFF(a, b, DAY) -> bq_date_diff(a, b, 'day')
 					const close = matchParen(sig, i + 1);
+					// TIMESTAMP_TRUNC(t, YEAR, 'UTC'): the stand-in runs in UTC, drop the zone
+					if (u === 'TIMESTAMP_TRUNC' && sig[close - 1].k === 'str' && sig[close - 2]?.v === ',' &&
+						sig[close - 3]?.k === 'word' && sig[close - 4]?.v === ',' && /^utc$/i.test(sig[close - 1].s)) {
+						sig[close - 3].out = quoteStr(sig[close - 3].v.toLowerCase());
+						sig[close - 2].out = '';
+						sig[close - 1].out = '';
+						t.out = 'bq_' + u.toLowerCase();
+						break;
+					}
 					if (sig[close - 2]?.v === ',' && sig[close - 1].k === 'word') sig[close - 1].out = quoteStr(sig[close - 1].v.toLowerCase());
 					t.out = 'bq_' + u.toLowerCase();
 					break;

@@ -1,0 +1,1943 @@
+/* mask.c - mask rules, masking routines (GoogleSQL and C), the source rewrite and row masking.
+ *
+ * Routines follow BigQuery's data-masking rules; each has one GoogleSQL form and one C form
+ * over the row JSON encoding that yields the same value (tests/unit/mask.c and
+ * tests/standin/masking.test.mjs check both). NULL stays NULL for every routine.
+ *
+ * tokenize: TO_HEX(SHA256(CONCAT(k2, TO_HEX(SHA256(CONCAT(k1, x)))))) with k1, k2 the hex
+ * HMAC-SHA256 of fixed labels under the policy's secret: equal values give equal tokens
+ * (joins work), the secret is never in the SQL, and k1/k2 cannot be recovered from tokens
+ * (SHA-256 preimage). k1/k2 are in the rewritten SQL text, which BigQuery keeps in job
+ * metadata: the caller shows agents the original SQL (jobs.get/list), strips query plans,
+ * and this module refuses INFORMATION_SCHEMA.JOBS* and any view/routine body that would store
+ * them. Query parameters would be no better (also kept in job metadata, and views cannot
+ * hold them). */
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+
+#include "mask.h"
+
+static const char *const routine_names[MASK_ROUTINE_COUNT] = {
+	"nullify", "default", "sha256", "email", "first_four", "last_four", "date_year",
+	"redact", "tokenize",
+};
+
+struct rule_col {
+	char *name;
+	enum mask_routine routine;
+	enum mask_type type;
+};
+
+struct list {
+	char **v;
+	int n;
+};
+
+struct rule {
+	char *name;
+	struct list groups, cgroups, tables;
+	struct rule_col *cols;
+	int n_cols;
+	struct mask_opts opts;
+	char redact[MASK_TEXT_MAX + 1];
+};
+
+struct mask_rules {
+	int n;
+	struct rule r[MASK_MAX_RULES];
+};
+
+/* --- small helpers ------------------------------------------------------------------------ */
+
+/* ASCII lower case. */
+static int lc(int c)
+{
+	return c >= 'A' && c <= 'Z' ? c + 32 : c;
+}
+
+/* Case-insensitive glob match of <s> against <p> ('*' any run without '.', '?' one byte). With <prefix>,
+ * <s> is only the start of a name: true when some name starting with <s> matches. */
+static int glob_match(const char *p, const char *s, int prefix)
+{
+	const char *star = NULL, *ss = NULL;
+
+	for (;;) {
+		if (!*s) {
+			if (prefix)
+				return 1;
+			while (*p == '*')
+				p++;
+			return !*p;
+		}
+		if (*p == '*') {
+			star = ++p;
+			ss = s;
+			continue;
+		}
+		if (*p && (*p == '?' || lc((unsigned char)*p) == lc((unsigned char)*s))) {
+			p++;
+			s++;
+			continue;
+		}
+		if (star && *ss != '.') { /* '*' never crosses a '.' of the name */
+			p = star;
+			s = ++ss;
+			continue;
+		}
+		return 0;
+	}
+}
+
+/* A bounded string builder; err is set once anything did not fit. */
+struct sb {
+	char *p;
+	size_t n, cap;
+	int err;
+};
+
+/* Append s[0..n). */
+static void sb_putn(struct sb *b, const char *s, size_t n)
+{
+	if (b->err || n >= b->cap - b->n) {
+		b->err = 1;
+		return;
+	}
+	memcpy(b->p + b->n, s, n);
+	b->n += n;
+	b->p[b->n] = '\0';
+}
+
+/* Append a C string. */
+static void sb_put(struct sb *b, const char *s)
+{
+	sb_putn(b, s, strlen(s));
+}
+
+/* Is s[0..n) a plain GoogleSQL identifier that needs no backticks? */
+static int plain_ident(const char *s, size_t n)
+{
+	size_t i;
+
+	if (!n || !(isalpha((unsigned char)s[0]) || s[0] == '_'))
+		return 0;
+	for (i = 1; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '_')
+			return 0;
+	return !sql_kw_reserved(sql_kw_lookup(s, n));
+}
+
+/* Append identifier s[0..n), backticked (with escapes) when needed. */
+static void sb_ident(struct sb *b, const char *s, size_t n)
+{
+	size_t i;
+
+	if (plain_ident(s, n)) {
+		sb_putn(b, s, n);
+		return;
+	}
+	sb_putn(b, "`", 1);
+	for (i = 0; i < n; i++) {
+		if (s[i] == '`' || s[i] == '\\')
+			sb_putn(b, "\\", 1);
+		sb_putn(b, s + i, 1);
+	}
+	sb_putn(b, "`", 1);
+}
+
+/* Append a GoogleSQL string literal holding s (validated text: no control characters). */
+static void sb_str(struct sb *b, const char *s)
+{
+	sb_putn(b, "'", 1);
+	for (; *s; s++) {
+		if (*s == '\'' || *s == '\\')
+			sb_putn(b, "\\", 1);
+		sb_putn(b, s, 1);
+	}
+	sb_putn(b, "'", 1);
+}
+
+/* Lower-case hex of in[0..n) into out (2n+1 bytes). */
+static void hex(const unsigned char *in, size_t n, char *out)
+{
+	static const char d[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = d[in[i] >> 4];
+		out[2 * i + 1] = d[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+/* --- rules -------------------------------------------------------------------------------- */
+
+int mask_routine_parse(const char *s)
+{
+	int i;
+
+	for (i = 0; s && i < MASK_ROUTINE_COUNT; i++)
+		if (!strcmp(s, routine_names[i]))
+			return i;
+	return -1;
+}
+
+const char *mask_routine_name(enum mask_routine r)
+{
+	return (unsigned)r < MASK_ROUTINE_COUNT ? routine_names[r] : "?";
+}
+
+enum mask_type mask_type_parse(const char *s)
+{
+	static const struct {
+		const char *n;
+		enum mask_type t;
+	} m[] = {
+		{ "STRING", MASK_T_STRING }, { "BYTES", MASK_T_BYTES }, { "INT64", MASK_T_INT64 },
+		{ "INTEGER", MASK_T_INT64 }, { "FLOAT64", MASK_T_FLOAT64 },
+		{ "FLOAT", MASK_T_FLOAT64 }, { "NUMERIC", MASK_T_NUMERIC },
+		{ "BIGNUMERIC", MASK_T_BIGNUMERIC }, { "BOOL", MASK_T_BOOL },
+		{ "BOOLEAN", MASK_T_BOOL }, { "DATE", MASK_T_DATE }, { "DATETIME", MASK_T_DATETIME },
+		{ "TIME", MASK_T_TIME }, { "TIMESTAMP", MASK_T_TIMESTAMP },
+		{ "GEOGRAPHY", MASK_T_GEOGRAPHY }, { "JSON", MASK_T_JSON },
+		{ "INTERVAL", MASK_T_INTERVAL }, { "RECORD", MASK_T_STRUCT },
+		{ "STRUCT", MASK_T_STRUCT }, { "ARRAY", MASK_T_ARRAY },
+	};
+	size_t i, n;
+
+	if (!s)
+		return MASK_T_UNKNOWN;
+	for (n = 0; isalnum((unsigned char)s[n]); n++)
+		;
+	for (i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+		if (strlen(m[i].n) == n && !strncasecmp(s, m[i].n, n))
+			return m[i].t;
+	return MASK_T_UNKNOWN;
+}
+
+/* Free the strings of list <l>. */
+static void list_free(struct list *l)
+{
+	int i;
+
+	for (i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+void mask_rules_free(struct mask_rules *r)
+{
+	int i, j;
+
+	if (!r)
+		return;
+	for (i = 0; i < r->n; i++) {
+		struct rule *u = &r->r[i];
+
+		free(u->name);
+		list_free(&u->groups);
+		list_free(&u->cgroups);
+		list_free(&u->tables);
+		for (j = 0; j < u->n_cols; j++)
+			free(u->cols[j].name);
+		free(u->cols);
+	}
+	free(r);
+}
+
+/* Load an optional array of strings at <o>.<key> into <l>. Returns 0 or -1 with err. */
+static int load_list(json_t *o, const char *key, const char *at, struct list *l, int required,
+		     char *err, size_t errlen)
+{
+	json_t *a = json_object_get(o, key), *v;
+	size_t i;
+
+	if (!a) {
+		if (required)
+			snprintf(err, errlen, "%s.%s: is required", at, key);
+		return required ? -1 : 0;
+	}
+	if (!json_is_array(a) || json_array_size(a) > MASK_MAX_LIST ||
+	    (required && !json_array_size(a))) {
+		snprintf(err, errlen, "%s.%s: must be an array of 1 to %d strings", at, key,
+			 MASK_MAX_LIST);
+		return -1;
+	}
+	l->v = calloc(json_array_size(a) + 1, sizeof(char *));
+	if (!l->v) {
+		snprintf(err, errlen, "%s.%s: out of memory", at, key);
+		return -1;
+	}
+	json_array_foreach(a, i, v) {
+		if (!json_is_string(v) || !json_string_length(v) ||
+		    json_string_length(v) >= MASK_NAME_MAX) {
+			snprintf(err, errlen, "%s.%s[%zu]: must be a non-empty string", at, key, i);
+			return -1;
+		}
+		if (!(l->v[l->n++] = strdup(json_string_value(v)))) {
+			snprintf(err, errlen, "%s.%s: out of memory", at, key);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Is <s> a column path: identifiers joined by dots? */
+static int column_path(const char *s)
+{
+	const char *p = s;
+
+	for (;;) {
+		const char *b = p;
+
+		if (!(isalpha((unsigned char)*p) || *p == '_'))
+			return 0;
+		while (isalnum((unsigned char)*p) || *p == '_')
+			p++;
+		if (p - b > 128)
+			return 0;
+		if (!*p)
+			return 1;
+		if (*p++ != '.')
+			return 0;
+	}
+}
+
+/* Load masks[i] = <o> into <u>. */
+static int load_rule(json_t *o, int i, struct rule *u, char *err, size_t errlen)
+{
+	char at[32];
+	json_t *name, *cols, *types, *rt, *v;
+	const char *key;
+	size_t k;
+
+	snprintf(at, sizeof(at), "masks[%d]", i);
+	if (!json_is_object(o)) {
+		snprintf(err, errlen, "%s: must be an object", at);
+		return -1;
+	}
+	json_object_foreach(o, key, v) {
+		if (strcmp(key, "name") && strcmp(key, "groups") && strcmp(key, "cgroups") &&
+		    strcmp(key, "tables") && strcmp(key, "columns") && strcmp(key, "types") &&
+		    strcmp(key, "redact_text")) {
+			snprintf(err, errlen, "%s.%s: unknown key", at, key);
+			return -1;
+		}
+	}
+	name = json_object_get(o, "name");
+	if (!json_is_string(name) || !json_string_length(name) ||
+	    json_string_length(name) >= MASK_NAME_MAX) {
+		snprintf(err, errlen, "%s.name: must be a non-empty string", at);
+		return -1;
+	}
+	if (!(u->name = strdup(json_string_value(name)))) {
+		snprintf(err, errlen, "%s.name: out of memory", at);
+		return -1;
+	}
+	if (load_list(o, "groups", at, &u->groups, 0, err, errlen) ||
+	    load_list(o, "cgroups", at, &u->cgroups, 0, err, errlen) ||
+	    load_list(o, "tables", at, &u->tables, 1, err, errlen))
+		return -1;
+	for (k = 0; k < (size_t)u->tables.n; k++) {
+		const char *t = u->tables.v[k];
+		int dots = 0;
+
+		for (; *t; t++)
+			dots += *t == '.';
+		if (dots != 2) {
+			snprintf(err, errlen, "%s.tables[%zu]: must be \"project.dataset.table\" "
+				 "(globs allowed)", at, k);
+			return -1;
+		}
+	}
+	rt = json_object_get(o, "redact_text");
+	snprintf(u->redact, sizeof(u->redact), "[redacted]");
+	if (rt) {
+		const unsigned char *s;
+
+		if (!json_is_string(rt) || json_string_length(rt) > MASK_TEXT_MAX) {
+			snprintf(err, errlen, "%s.redact_text: must be a string of at most %d bytes",
+				 at, MASK_TEXT_MAX);
+			return -1;
+		}
+		for (s = (const unsigned char *)json_string_value(rt); *s; s++)
+			if (*s < 0x20 || *s == 0x7f) {
+				snprintf(err, errlen, "%s.redact_text: control characters are not "
+					 "allowed", at);
+				return -1;
+			}
+		snprintf(u->redact, sizeof(u->redact), "%s", json_string_value(rt));
+	}
+	u->opts.redact_text = u->redact;
+	cols = json_object_get(o, "columns");
+	if (!json_is_object(cols) || !json_object_size(cols) ||
+	    json_object_size(cols) > MASK_MAX_LIST) {
+		snprintf(err, errlen, "%s.columns: must be an object of 1 to %d column: routine",
+			 at, MASK_MAX_LIST);
+		return -1;
+	}
+	types = json_object_get(o, "types");
+	if (types && !json_is_object(types)) {
+		snprintf(err, errlen, "%s.types: must be an object of column: type", at);
+		return -1;
+	}
+	json_object_foreach(types, key, v) {
+		if (!json_object_get(cols, key)) {
+			snprintf(err, errlen, "%s.types.%s: not a masked column", at, key);
+			return -1;
+		}
+		if (!json_is_string(v) || mask_type_parse(json_string_value(v)) == MASK_T_UNKNOWN) {
+			snprintf(err, errlen, "%s.types.%s: unknown type", at, key);
+			return -1;
+		}
+	}
+	u->cols = calloc(json_object_size(cols), sizeof(*u->cols));
+	if (!u->cols) {
+		snprintf(err, errlen, "%s.columns: out of memory", at);
+		return -1;
+	}
+	json_object_foreach(cols, key, v) {
+		int r = json_is_string(v) ? mask_routine_parse(json_string_value(v)) : -1;
+		struct rule_col *c = &u->cols[u->n_cols];
+
+		if (!column_path(key) || strlen(key) >= MASK_NAME_MAX) {
+			snprintf(err, errlen, "%s.columns.%s: not a column name or path", at, key);
+			return -1;
+		}
+		if (r < 0) {
+			snprintf(err, errlen, "%s.columns.%s: unknown routine (one of nullify, "
+				 "default, sha256, email, first_four, last_four, date_year, redact, "
+				 "tokenize)", at, key);
+			return -1;
+		}
+		if (!(c->name = strdup(key))) {
+			snprintf(err, errlen, "%s.columns: out of memory", at);
+			return -1;
+		}
+		c->routine = (enum mask_routine)r;
+		c->type = types ? mask_type_parse(json_string_value(json_object_get(types, key)))
+				: MASK_T_UNKNOWN;
+		u->n_cols++;
+	}
+	return 0;
+}
+
+int mask_rules_load(json_t *masks, struct mask_rules **out, char *err, size_t errlen)
+{
+	struct mask_rules *r;
+	json_t *v;
+	size_t i, j;
+
+	*out = NULL;
+	if (masks && !json_is_array(masks)) {
+		snprintf(err, errlen, "masks: must be an array of mask rules");
+		return -1;
+	}
+	if (json_array_size(masks) > MASK_MAX_RULES) {
+		snprintf(err, errlen, "masks: at most %d rules", MASK_MAX_RULES);
+		return -1;
+	}
+	if (!(r = calloc(1, sizeof(*r)))) {
+		snprintf(err, errlen, "masks: out of memory");
+		return -1;
+	}
+	json_array_foreach(masks, i, v) {
+		if (load_rule(v, (int)i, &r->r[r->n++], err, errlen)) {
+			mask_rules_free(r);
+			return -1;
+		}
+		for (j = 0; j + 1 < (size_t)r->n; j++)
+			if (!strcmp(r->r[j].name, r->r[r->n - 1].name)) {
+				snprintf(err, errlen, "masks[%zu].name: '%s' is already used", i,
+					 r->r[j].name);
+				mask_rules_free(r);
+				return -1;
+			}
+	}
+	*out = r;
+	return 0;
+}
+
+int mask_rules_set_key(struct mask_rules *r, const unsigned char *key, size_t len)
+{
+	unsigned char k1[32], k2[32];
+	unsigned int n = 0;
+	int i;
+
+	if (!r || !key || len < 16)
+		return -1;
+	if (!HMAC(EVP_sha256(), key, (int)len, (const unsigned char *)"sluice tokenize k1", 18,
+		  k1, &n) || n != 32)
+		return -1;
+	if (!HMAC(EVP_sha256(), key, (int)len, (const unsigned char *)"sluice tokenize k2", 18,
+		  k2, &n) || n != 32)
+		return -1;
+	for (i = 0; i < r->n; i++) {
+		hex(k1, 32, r->r[i].opts.k1);
+		hex(k2, 32, r->r[i].opts.k2);
+	}
+	OPENSSL_cleanse(k1, sizeof(k1));
+	OPENSSL_cleanse(k2, sizeof(k2));
+	return 0;
+}
+
+/* Does rule <u> apply to the subject? A rule naming neither groups nor cgroups applies to
+ * everyone. */
+static int rule_subject(const struct rule *u, const char *cgroup, const char *const *groups,
+			int n_groups)
+{
+	int i, j;
+
+	if (!u->groups.n && !u->cgroups.n)
+		return 1;
+	for (i = 0; i < u->cgroups.n; i++)
+		if (glob_match(u->cgroups.v[i], cgroup ? cgroup : "", 0))
+			return 1;
+	for (i = 0; i < u->groups.n; i++)
+		for (j = 0; j < n_groups; j++)
+			if (groups[j] && glob_match(u->groups.v[i], groups[j], 0))
+				return 1;
+	return 0;
+}
+
+int mask_rules_any(const struct mask_rules *r, const char *cgroup, const char *const *groups,
+		   int n_groups)
+{
+	int i;
+
+	for (i = 0; r && i < r->n; i++)
+		if (rule_subject(&r->r[i], cgroup, groups, n_groups))
+			return 1;
+	return 0;
+}
+
+int mask_rules_for(const struct mask_rules *r, const char *cgroup, const char *const *groups,
+		   int n_groups, const char *name, int wildcard, struct mask_set *out)
+{
+	char pre[MASK_NAME_MAX * 4];
+	int i, j, k, t;
+
+	out->n = 0;
+	if (wildcard) {
+		size_t n = strlen(name);
+
+		if (n && name[n - 1] == '*')
+			n--;
+		if (n >= sizeof(pre))
+			return -1;
+		memcpy(pre, name, n);
+		pre[n] = '\0';
+		name = pre;
+	}
+	for (i = 0; r && i < r->n; i++) {
+		const struct rule *u = &r->r[i];
+		int hit = 0;
+
+		if (!rule_subject(u, cgroup, groups, n_groups))
+			continue;
+		for (t = 0; t < u->tables.n && !hit; t++)
+			hit = glob_match(u->tables.v[t], name, wildcard);
+		if (!hit)
+			continue;
+		for (j = 0; j < u->n_cols; j++) {
+			for (k = 0; k < out->n; k++)
+				if (!strcasecmp(out->c[k].name, u->cols[j].name))
+					break;
+			if (k < out->n)
+				continue; /* an earlier rule decided it */
+			if (out->n >= MASK_MAX_COLS)
+				return -1;
+			out->c[out->n++] = (struct mask_col){ u->cols[j].name, u->cols[j].routine,
+							      u->cols[j].type, &u->opts, u->name };
+		}
+	}
+	return out->n;
+}
+
+/* --- routines in GoogleSQL ------------------------------------------------------------------ */
+
+/* The text form of x for hashing and string routines: x itself for STRING (and unknown),
+ * TO_BASE64 for BYTES (as row JSON encodes it), CAST(x AS STRING) otherwise. */
+static void sb_as_string(struct sb *b, const char *x, enum mask_type t)
+{
+	if (t == MASK_T_STRING || t == MASK_T_UNKNOWN) {
+		sb_put(b, x);
+	} else if (t == MASK_T_BYTES) {
+		sb_put(b, "TO_BASE64(");
+		sb_put(b, x);
+		sb_put(b, ")");
+	} else {
+		sb_put(b, "CAST(");
+		sb_put(b, x);
+		sb_put(b, " AS STRING)");
+	}
+}
+
+/* SHA-256 of x: BYTES stay BYTES, everything else is the lower-case hex STRING. */
+static void sb_sha(struct sb *b, const char *x, enum mask_type t)
+{
+	if (t == MASK_T_BYTES) {
+		sb_put(b, "SHA256(");
+		sb_put(b, x);
+		sb_put(b, ")");
+		return;
+	}
+	sb_put(b, "TO_HEX(SHA256(");
+	sb_as_string(b, x, t);
+	sb_put(b, "))");
+}
+
+int mask_expr(enum mask_routine r, const char *x, enum mask_type t, const struct mask_opts *o,
+	      char *out, size_t outlen)
+{
+	struct sb b = { out, 0, outlen, outlen == 0 };
+
+	if (outlen)
+		out[0] = '\0';
+	switch (r) {
+	case MASK_NULLIFY:
+	nullify:
+		sb_put(&b, "IF(FALSE, ");
+		sb_put(&b, x);
+		sb_put(&b, ", NULL)");
+		break;
+	case MASK_DEFAULT: {
+		const char *lit;
+
+		switch (t) {
+		case MASK_T_STRING: lit = "''"; break;
+		case MASK_T_BYTES: lit = "b''"; break;
+		case MASK_T_INT64: lit = "0"; break;
+		case MASK_T_FLOAT64: lit = "CAST(0 AS FLOAT64)"; break;
+		case MASK_T_NUMERIC: lit = "NUMERIC '0'"; break;
+		case MASK_T_BIGNUMERIC: lit = "BIGNUMERIC '0'"; break;
+		case MASK_T_BOOL: lit = "FALSE"; break;
+		case MASK_T_DATE: lit = "DATE '1970-01-01'"; break;
+		case MASK_T_DATETIME: lit = "DATETIME '1970-01-01 00:00:00'"; break;
+		case MASK_T_TIME: lit = "TIME '00:00:00'"; break;
+		case MASK_T_TIMESTAMP: lit = "TIMESTAMP '1970-01-01 00:00:00+00'"; break;
+		case MASK_T_GEOGRAPHY: lit = "ST_GEOGPOINT(0, 0)"; break;
+		case MASK_T_ARRAY: lit = "[]"; break;
+		default: goto nullify; /* JSON: NULL; unknown type: NULL of its type */
+		}
+		sb_put(&b, "IF(");
+		sb_put(&b, x);
+		sb_put(&b, " IS NULL, NULL, ");
+		sb_put(&b, lit);
+		sb_put(&b, ")");
+		break;
+	}
+	case MASK_SHA256:
+		sb_sha(&b, x, t);
+		break;
+	case MASK_EMAIL:
+		sb_put(&b, "IF(REGEXP_CONTAINS(");
+		sb_as_string(&b, x, t);
+		sb_put(&b, ", r'^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$'), CONCAT('XXXXX', SUBSTR(");
+		sb_as_string(&b, x, t);
+		sb_put(&b, ", STRPOS(");
+		sb_as_string(&b, x, t);
+		sb_put(&b, ", '@'))), ");
+		sb_sha(&b, x, t == MASK_T_BYTES ? MASK_T_STRING : t);
+		sb_put(&b, ")");
+		break;
+	case MASK_FIRST_FOUR:
+	case MASK_LAST_FOUR:
+		sb_put(&b, "IF(CHAR_LENGTH(");
+		sb_as_string(&b, x, t);
+		sb_put(&b, ") > 4, CONCAT(");
+		if (r == MASK_LAST_FOUR)
+			sb_put(&b, "'XXXXX', SUBSTR(");
+		else
+			sb_put(&b, "SUBSTR(");
+		sb_as_string(&b, x, t);
+		sb_put(&b, r == MASK_LAST_FOUR ? ", -4)), " : ", 1, 4), 'XXXXX'), ");
+		sb_sha(&b, x, t == MASK_T_BYTES ? MASK_T_STRING : t);
+		sb_put(&b, ")");
+		break;
+	case MASK_DATE_YEAR:
+		if (t == MASK_T_DATETIME)
+			sb_put(&b, "DATETIME_TRUNC(");
+		else if (t == MASK_T_TIMESTAMP)
+			sb_put(&b, "TIMESTAMP_TRUNC(");
+		else if (t == MASK_T_DATE || t == MASK_T_UNKNOWN)
+			sb_put(&b, "DATE_TRUNC(");
+		else
+			goto nullify;
+		sb_put(&b, x);
+		sb_put(&b, t == MASK_T_TIMESTAMP ? ", YEAR, 'UTC')" : ", YEAR)");
+		break;
+	case MASK_REDACT:
+		sb_put(&b, "IF(");
+		sb_put(&b, x);
+		sb_put(&b, " IS NULL, NULL, ");
+		sb_str(&b, o && o->redact_text ? o->redact_text : "[redacted]");
+		sb_put(&b, ")");
+		break;
+	case MASK_TOKENIZE:
+		if (!o || strlen(o->k1) != 64 || strlen(o->k2) != 64)
+			return -1;
+		sb_put(&b, "TO_HEX(SHA256(CONCAT('");
+		sb_put(&b, o->k2);
+		sb_put(&b, "', TO_HEX(SHA256(CONCAT('");
+		sb_put(&b, o->k1);
+		sb_put(&b, "', ");
+		sb_as_string(&b, x, t);
+		sb_put(&b, "))))))");
+		break;
+	default:
+		return -1;
+	}
+	return b.err ? -1 : (int)b.n;
+}
+
+/* --- routines in C -------------------------------------------------------------------------- */
+
+/* Decode base64 in[0..n) into out (cap bytes). Returns the length or -1. */
+static long b64dec(const char *in, size_t n, unsigned char *out, size_t cap)
+{
+	int len;
+
+	if (n % 4 || (n / 4) * 3 > cap)
+		return -1;
+	len = EVP_DecodeBlock(out, (const unsigned char *)in, (int)n);
+	if (len < 0)
+		return -1;
+	if (n && in[n - 1] == '=')
+		len--;
+	if (n > 1 && in[n - 2] == '=')
+		len--;
+	return len;
+}
+
+/* Hex SHA-256 of a[0..an) followed by c[0..cn) into out (65 bytes). */
+static void sha_hex2(const char *a, size_t an, const char *c, size_t cn, char *out)
+{
+	static __thread EVP_MD_CTX *x; /* one per thread, kept: no allocation per value */
+	unsigned char md[32];
+
+	if (!an) {
+		SHA256((const unsigned char *)c, cn, md);
+	} else {
+		if (!x && !(x = EVP_MD_CTX_new()))
+			abort();
+		if (!EVP_DigestInit_ex(x, EVP_sha256(), NULL) || !EVP_DigestUpdate(x, a, an) ||
+		    !EVP_DigestUpdate(x, c, cn) || !EVP_DigestFinal_ex(x, md, NULL))
+			abort();
+	}
+	hex(md, 32, out);
+}
+
+/* Number of UTF-8 characters in s[0..n). */
+static size_t u8len(const char *s, size_t n)
+{
+	size_t i, c = 0;
+
+	for (i = 0; i < n; i++)
+		c += ((unsigned char)s[i] & 0xc0) != 0x80;
+	return c;
+}
+
+/* Byte offset of character <k> of s[0..n). */
+static size_t u8off(const char *s, size_t n, size_t k)
+{
+	size_t i, c = 0;
+
+	for (i = 0; i < n; i++)
+		if (((unsigned char)s[i] & 0xc0) != 0x80 && c++ == k)
+			return i;
+	return n;
+}
+
+/* RE2's \s: [\t\n\f\r ]. */
+static int re2_space(int c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r';
+}
+
+/* Does s[0..n) match ^[^@\s]+@[^@\s]+\.[^@\s]+$ ? Sets *at to the '@'. */
+static int email_valid(const char *s, size_t n, size_t *at)
+{
+	size_t i, a = n, dot = 0;
+
+	for (i = 0; i < n; i++) {
+		if (re2_space((unsigned char)s[i]))
+			return 0;
+		if (s[i] == '@') {
+			if (a != n)
+				return 0;
+			a = i;
+		}
+	}
+	if (a == 0 || a == n)
+		return 0;
+	for (i = a + 2; i + 1 < n; i++)
+		if (s[i] == '.')
+			dot = 1;
+	*at = a;
+	return dot;
+}
+
+/* Format seconds <sec> as BigQuery's row JSON writes TIMESTAMP: "1.5778368E9". */
+static int ts_float(long long sec, char *out, size_t outlen)
+{
+	char m[64];
+	char *e, *z;
+	int ex;
+
+	if (!sec)
+		return snprintf(out, outlen, "0.0");
+	snprintf(m, sizeof(m), "%.15E", (double)sec);
+	e = strchr(m, 'E');
+	ex = atoi(e + 1);
+	*e = '\0';
+	for (z = e - 1; *z == '0'; z--)
+		*z = '\0';
+	if (*z == '.')
+		z[1] = '0', z[2] = '\0';
+	return snprintf(out, outlen, "%sE%d", m, ex);
+}
+
+/* First second of the UTC year holding <sec>. */
+static long long year_start(long long sec)
+{
+	time_t t = (time_t)sec;
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	tm.tm_mon = 0, tm.tm_mday = 1, tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+	return (long long)timegm(&tm);
+}
+
+int mask_value(enum mask_routine r, enum mask_type t, const struct mask_opts *o,
+	       const char *v, size_t n, int *is_null, char *out, size_t outlen)
+{
+	char h[65];
+	int w;
+
+	if (!outlen)
+		return -1;
+	out[0] = '\0';
+	if (*is_null)
+		return 0;
+	switch (r) {
+	case MASK_NULLIFY:
+	nullify:
+		*is_null = 1;
+		return 0;
+	case MASK_DEFAULT: {
+		const char *lit;
+
+		switch (t) {
+		case MASK_T_STRING: case MASK_T_BYTES: lit = ""; break;
+		case MASK_T_INT64: case MASK_T_NUMERIC: case MASK_T_BIGNUMERIC: lit = "0"; break;
+		case MASK_T_FLOAT64: lit = "0.0"; break;
+		case MASK_T_BOOL: lit = "false"; break;
+		case MASK_T_DATE: lit = "1970-01-01"; break;
+		case MASK_T_DATETIME: lit = "1970-01-01T00:00:00"; break;
+		case MASK_T_TIME: lit = "00:00:00"; break;
+		case MASK_T_TIMESTAMP: lit = memchr(v, '.', n) || memchr(v, 'E', n) ? "0.0" : "0";
+			break;
+		case MASK_T_GEOGRAPHY: lit = "POINT(0 0)"; break;
+		default: goto nullify;
+		}
+		w = snprintf(out, outlen, "%s", lit);
+		break;
+	}
+	case MASK_SHA256:
+	sha:
+		if (t == MASK_T_BYTES && r == MASK_SHA256) {
+			unsigned char small[4096], md[32], *raw = small;
+			long m;
+
+			if (n / 4 * 3 > sizeof(small) && !(raw = malloc(n / 4 * 3 + 3)))
+				return -1;
+			m = b64dec(v, n, raw, raw == small ? sizeof(small) : n / 4 * 3 + 3);
+			if (m >= 0)
+				SHA256(raw, (size_t)m, md);
+			if (raw != small)
+				free(raw);
+			if (m < 0 || outlen < 45)
+				return -1;
+			w = EVP_EncodeBlock((unsigned char *)out, md, 32);
+			break;
+		}
+		sha_hex2("", 0, v, n, h);
+		w = snprintf(out, outlen, "%s", h);
+		break;
+	case MASK_EMAIL: {
+		size_t at;
+
+		if (!email_valid(v, n, &at))
+			goto sha;
+		if (5 + n - at >= outlen)
+			return -1;
+		memcpy(out, "XXXXX", 5);
+		memcpy(out + 5, v + at, n - at);
+		out[w = (int)(5 + n - at)] = '\0';
+		break;
+	}
+	case MASK_FIRST_FOUR:
+	case MASK_LAST_FOUR: {
+		size_t c = u8len(v, n), k;
+
+		if (c <= 4)
+			goto sha;
+		if (r == MASK_FIRST_FOUR) {
+			k = u8off(v, n, 4);
+			if (k + 6 > outlen)
+				return -1;
+			memcpy(out, v, k);
+			memcpy(out + k, "XXXXX", 6);
+			w = (int)k + 5;
+		} else {
+			k = u8off(v, n, c - 4);
+			if (5 + n - k + 1 > outlen)
+				return -1;
+			memcpy(out, "XXXXX", 5);
+			memcpy(out + 5, v + k, n - k);
+			out[w = (int)(5 + n - k)] = '\0';
+		}
+		break;
+	}
+	case MASK_DATE_YEAR:
+		if (t == MASK_T_DATE || t == MASK_T_DATETIME || t == MASK_T_UNKNOWN) {
+			size_t y = 0;
+
+			while (y < n && y < 5 && isdigit((unsigned char)v[y]))
+				y++;
+			if (y < 4 || y >= n || v[y] != '-')
+				return -1;
+			w = snprintf(out, outlen, "%.*s-01-01%s", (int)y, v,
+				     t == MASK_T_DATETIME || memchr(v, 'T', n) ? "T00:00:00" : "");
+		} else if (t == MASK_T_TIMESTAMP) {
+			char num[64], *end;
+
+			if (n >= sizeof(num))
+				return -1;
+			memcpy(num, v, n);
+			num[n] = '\0';
+			if (memchr(v, '.', n) || memchr(v, 'E', n) || memchr(v, 'e', n)) {
+				double d = strtod(num, &end);
+				long long s = (long long)d;
+
+				if (*end)
+					return -1;
+				if ((double)s > d)
+					s--;
+				w = ts_float(year_start(s), out, outlen);
+			} else {
+				long long us = strtoll(num, &end, 10), s;
+
+				if (*end)
+					return -1;
+				s = us / 1000000 - (us % 1000000 < 0);
+				w = snprintf(out, outlen, "%lld", year_start(s) * 1000000);
+			}
+		} else {
+			goto nullify;
+		}
+		break;
+	case MASK_REDACT:
+		w = snprintf(out, outlen, "%s", o && o->redact_text ? o->redact_text : "[redacted]");
+		break;
+	case MASK_TOKENIZE:
+		if (!o || strlen(o->k1) != 64 || strlen(o->k2) != 64 || outlen < 65)
+			return -1;
+		sha_hex2(o->k1, 64, v, n, h);
+		sha_hex2(o->k2, 64, h, 64, out);
+		w = 64;
+		break;
+	default:
+		return -1;
+	}
+	return w < 0 || (size_t)w >= outlen ? -1 : w;
+}
+
+/* --- the rewrite ---------------------------------------------------------------------------- */
+
+/* A reference to replace: text [a, b) and its table. */
+struct repl {
+	const char *a, *b;
+	const struct sql_table *t;
+	int set; /* index into the sets */
+};
+
+struct rw {
+	const char *sql;
+	size_t len;
+	struct sb out;
+	struct repl *r;
+	int n, idx;
+	struct mask_set *sets; /* one per replacement: caller-sized scratch */
+	int suffix, ptime, pdate;
+	struct mask_report *rep;
+};
+
+/* Refuse: fill the report's reason. Returns 1. */
+static int refuse(struct mask_report *rep, const char *fmt, const char *arg, int stmt)
+{
+	char what[200];
+
+	snprintf(what, sizeof(what), fmt, arg);
+	rep->refused = 1;
+	if (stmt >= 0)
+		snprintf(rep->reason, sizeof(rep->reason), "sluice: statement %d: %s", stmt + 1,
+			 what);
+	else
+		snprintf(rep->reason, sizeof(rep->reason), "sluice: %s", what);
+	return 1;
+}
+
+/* Does the word <w> appear in sql[0..len) as a whole word, in any case? */
+static int has_word(const char *s, size_t n, const char *w)
+{
+	size_t wl = strlen(w), i;
+
+	for (i = 0; i + wl <= n; i++) {
+		if (lc((unsigned char)s[i]) != lc((unsigned char)w[0]) || strncasecmp(s + i, w, wl))
+			continue;
+		if (i && (isalnum((unsigned char)s[i - 1]) || s[i - 1] == '_'))
+			continue;
+		if (i + wl < n && (isalnum((unsigned char)s[i + wl]) || s[i + wl] == '_'))
+			continue;
+		return 1;
+	}
+	return 0;
+}
+
+/* The last word before <p> in the text (after whitespace), as [*w, p'). */
+static int word_before(const char *sql, const char *p, const char *w)
+{
+	const char *e = p, *b;
+	size_t n = strlen(w);
+
+	while (e > sql && isspace((unsigned char)e[-1]))
+		e--;
+	b = e;
+	while (b > sql && (isalnum((unsigned char)b[-1]) || b[-1] == '_'))
+		b--;
+	return (size_t)(e - b) == n && !strncasecmp(b, w, n);
+}
+
+static void emit_range(struct rw *w, const char *a, const char *b);
+
+/* Append the masked columns' REPLACE items of <set> under column path <prefix> (NULL: the
+ * top level): "expr AS col, ..."; a path into a RECORD rebuilds it with SELECT AS STRUCT. */
+static void emit_items(struct rw *w, const struct mask_set *set, const char *prefix)
+{
+	size_t pl = prefix ? strlen(prefix) + 1 : 0;
+	int i, j, first = 1;
+
+	for (i = 0; i < set->n; i++) {
+		const char *nm = set->c[i].name, *rest, *dot;
+		size_t cl;
+		char expr[MASK_EXPR_MAX], path[MASK_NAME_MAX];
+		int dup = 0;
+
+		if (pl && (strncasecmp(nm, prefix, pl - 1) || nm[pl - 1] != '.'))
+			continue;
+		rest = nm + pl;
+		dot = strchr(rest, '.');
+		cl = dot ? (size_t)(dot - rest) : strlen(rest);
+		/* once per component: the first column under it decides the shape */
+		for (j = 0; j < i && !dup; j++) {
+			const char *o = set->c[j].name;
+
+			if (pl && (strncasecmp(o, prefix, pl - 1) || o[pl - 1] != '.'))
+				continue;
+			dup = !strncasecmp(o + pl, rest, cl) && (o[pl + cl] == '.' || !o[pl + cl]);
+		}
+		if (dup)
+			continue;
+		if (!first)
+			sb_put(&w->out, ", ");
+		first = 0;
+		snprintf(path, sizeof(path), "%.*s", (int)(pl + cl), nm);
+		/* a whole column (or RECORD) masked by this rule entry? */
+		for (j = 0; j < set->n; j++)
+			if (!strcasecmp(set->c[j].name, path))
+				break;
+		if (j < set->n) {
+			char col[MASK_NAME_MAX + 8];
+			struct sb cb = { col, 0, sizeof(col), 0 };
+			const char *s = path, *d;
+
+			for (;;) { /* each part as an identifier */
+				d = strchr(s, '.');
+				sb_ident(&cb, s, d ? (size_t)(d - s) : strlen(s));
+				if (!d)
+					break;
+				sb_put(&cb, ".");
+				s = d + 1;
+			}
+			if (cb.err || mask_expr(set->c[j].routine, col, set->c[j].type,
+						set->c[j].opts, expr, sizeof(expr)) < 0) {
+				w->out.err = 1;
+				return;
+			}
+			sb_put(&w->out, expr);
+		} else {
+			sb_put(&w->out, "IF(");
+			sb_put(&w->out, path);
+			sb_put(&w->out, " IS NULL, NULL, (SELECT AS STRUCT ");
+			sb_put(&w->out, path);
+			sb_put(&w->out, ".* REPLACE (");
+			emit_items(w, set, path);
+			sb_put(&w->out, ")))");
+		}
+		sb_put(&w->out, " AS ");
+		sb_ident(&w->out, rest, cl);
+	}
+}
+
+/* Append the masked derived table for replacement <k>. */
+static void emit_repl(struct rw *w, int k)
+{
+	const struct repl *r = &w->r[k];
+	const struct sql_table *t = r->t;
+	const struct mask_set *set = &w->sets[k];
+
+	sb_put(&w->out, "(SELECT * REPLACE (");
+	emit_items(w, set, NULL);
+	sb_put(&w->out, ")");
+	if ((t->flags & SQL_TF_WILDCARD) && w->suffix)
+		sb_put(&w->out, ", _TABLE_SUFFIX");
+	if (w->ptime)
+		sb_put(&w->out, ", _PARTITIONTIME");
+	if (w->pdate)
+		sb_put(&w->out, ", _PARTITIONDATE");
+	sb_put(&w->out, " FROM ");
+	sb_putn(&w->out, t->p, t->len);
+	if (t->time) {
+		sb_put(&w->out, " ");
+		emit_range(w, t->time, t->time + t->time_len);
+	}
+	if (t->sample) {
+		sb_put(&w->out, " ");
+		emit_range(w, t->sample, t->sample + t->sample_len);
+	}
+	sb_put(&w->out, ")");
+	if (t->place != SQL_PLACE_FROM)
+		return;
+	sb_put(&w->out, " AS ");
+	if (t->alias) {
+		sb_putn(&w->out, t->alias, t->alias_len);
+	} else {
+		const char *dot = strrchr(t->name, '.');
+
+		dot = dot ? dot + 1 : t->name;
+		sb_ident(&w->out, dot, strlen(dot));
+	}
+}
+
+/* Copy text [a, b) to the output, replacing the references that start inside it. */
+static void emit_range(struct rw *w, const char *a, const char *b)
+{
+	while (w->idx < w->n && w->r[w->idx].a < b) {
+		int k = w->idx++;
+
+		if (w->r[k].a < a) {
+			w->out.err = 2; /* overlapping spans: refuse rather than guess */
+			return;
+		}
+		sb_putn(&w->out, a, (size_t)(w->r[k].a - a));
+		emit_repl(w, k);
+		a = w->r[k].b;
+		if (w->idx < w->n && w->r[w->idx].a < a) {
+			w->out.err = 2;
+			return;
+		}
+	}
+	if (a < b)
+		sb_putn(&w->out, a, (size_t)(b - a));
+}
+
+/* Is the statement <k> (or one enclosing it) stored as SQL text: a view or routine body? */
+static int stored_body(const struct sql_result *an, int k)
+{
+	for (; k >= 0 && k < an->n_stmts; k = an->stmts[k].parent) {
+		enum sql_kind kind = an->stmts[k].kind;
+
+		if (kind == SQL_CREATE_VIEW || kind == SQL_CREATE_MATERIALIZED_VIEW ||
+		    kind == SQL_CREATE_FUNCTION || kind == SQL_CREATE_TABLE_FUNCTION ||
+		    kind == SQL_CREATE_PROCEDURE || kind == SQL_ALTER_VIEW ||
+		    kind == SQL_ALTER_MATERIALIZED_VIEW)
+			return 1;
+		if (an->stmts[k].parent == k)
+			break;
+	}
+	return 0;
+}
+
+/* Add <set>'s columns to the report under <name>. */
+static void report_table(struct mask_report *rep, const char *name, const struct mask_set *set)
+{
+	int i, j;
+	size_t o = 0;
+
+	for (i = 0; i < rep->n_tables; i++)
+		if (!strcmp(rep->tables[i].name, name))
+			return;
+	if (rep->n_tables >= (int)(sizeof(rep->tables) / sizeof(rep->tables[0])))
+		return;
+	i = rep->n_tables++;
+	snprintf(rep->tables[i].name, sizeof(rep->tables[i].name), "%s", name);
+	rep->tables[i].columns[0] = '\0';
+	for (j = 0; j < set->n; j++) {
+		int m = snprintf(rep->tables[i].columns + o, sizeof(rep->tables[i].columns) - o,
+				 "%s%s:%s", j ? "," : "", set->c[j].name,
+				 mask_routine_name(set->c[j].routine));
+
+		if (m < 0 || (size_t)m >= sizeof(rep->tables[i].columns) - o) {
+			strcpy(rep->tables[i].columns + sizeof(rep->tables[i].columns) - 4, "...");
+			break;
+		}
+		o += (size_t)m;
+	}
+}
+
+#define MASK_MAX_REPL 256 /* masked references in one request */
+
+int mask_rewrite(const char *sql, size_t len, const struct sql_result *an, int legacy_sql,
+		 mask_lookup_fn lookup, void *ctx, char *out, size_t outlen,
+		 struct mask_report *rep)
+{
+	static __thread struct repl repls[MASK_MAX_REPL];
+	static __thread struct mask_set sets[MASK_MAX_REPL];
+	struct mask_set cur;
+	struct rw w;
+	int i, n = 0;
+
+	memset(rep, 0, offsetof(struct mask_report, tables));
+	rep->n_tables = 0;
+	if (legacy_sql)
+		return refuse(rep, "legacy SQL cannot be masked; use standard SQL%s", "", -1);
+	if (an->unknown)
+		return refuse(rep, "columns are masked for this identity and the SQL is not "
+			      "understood (%s)", an->error ? an->error : "unknown statement", -1);
+	for (i = 0; i < an->n_stmts; i++) {
+		enum sql_kind k = an->stmts[i].kind;
+
+		if (k == SQL_EXECUTE_IMMEDIATE)
+			return refuse(rep, "EXECUTE IMMEDIATE is refused while columns are masked%s",
+				      "", i);
+		if (k == SQL_CALL)
+			return refuse(rep, "CALL is refused while columns are masked (a procedure "
+				      "reads tables unmasked)%s", "", i);
+		if (k == SQL_UNKNOWN)
+			return refuse(rep, "statement not understood while columns are masked%s", "",
+				      i);
+	}
+	for (i = 0; i < an->n_tables; i++) {
+		const struct sql_table *t = &an->tables[i];
+		enum sql_kind kind = an->stmts[t->stmt].kind;
+		int m;
+
+		if (t->flags & SQL_TF_INFO_SCHEMA) {
+			const char *v = strrchr(t->name, '.');
+
+			if (v && !strncasecmp(v + 1, "JOBS", 4))
+				return refuse(rep, "%s is refused while columns are masked (job "
+					      "history holds masking keys)", t->name, t->stmt);
+			continue;
+		}
+		if (t->flags & (SQL_TF_ROUTINE | SQL_TF_MODEL | SQL_TF_SCHEMA))
+			continue;
+		m = lookup(ctx, t->name, !!(t->flags & SQL_TF_WILDCARD), &cur);
+		if (m < 0)
+			return refuse(rep, "masked columns of %s cannot be resolved", t->name, t->stmt);
+		if (!m)
+			continue;
+		switch (t->role) {
+		case SQL_ROLE_READ:
+			if (t->place != SQL_PLACE_FROM && t->place != SQL_PLACE_TABLE_ARG)
+				return refuse(rep, "%s has masked columns and is read where it cannot "
+					      "be masked", t->name, t->stmt);
+			break;
+		case SQL_ROLE_WRITE:
+			if (kind == SQL_INSERT || kind == SQL_LOAD_DATA)
+				continue;
+			return refuse(rep, "%s has masked columns: UPDATE, DELETE and MERGE on it "
+				      "would compute on unmasked values", t->name, t->stmt);
+		case SQL_ROLE_SOURCE:
+			if (word_before(sql, t->p, "LIKE"))
+				continue;
+			return refuse(rep, "%s has masked columns: it cannot be cloned, copied or "
+				      "snapshotted", t->name, t->stmt);
+		case SQL_ROLE_DDL:
+			switch (kind) {
+			case SQL_DROP_TABLE: case SQL_DROP_VIEW: case SQL_DROP_MATERIALIZED_VIEW:
+			case SQL_DROP_EXTERNAL_TABLE: case SQL_DROP_SNAPSHOT_TABLE:
+			case SQL_TRUNCATE_TABLE: case SQL_CREATE_TABLE:
+			case SQL_CREATE_TABLE_AS_SELECT: case SQL_CREATE_VIEW:
+			case SQL_CREATE_MATERIALIZED_VIEW: case SQL_CREATE_EXTERNAL_TABLE:
+				continue;
+			default:
+				return refuse(rep, "%s has masked columns: this DDL on it is refused "
+					      "(it could rename or expose them)", t->name, t->stmt);
+			}
+		default:
+			return refuse(rep, "%s has masked columns%s", t->name, t->stmt);
+		}
+		for (m = 0; m < cur.n; m++)
+			if (cur.c[m].routine == MASK_TOKENIZE) {
+				if (!cur.c[m].opts || strlen(cur.c[m].opts->k1) != 64)
+					return refuse(rep, "column %s is tokenized but no tokenize key "
+						      "is set", cur.c[m].name, t->stmt);
+				if (stored_body(an, t->stmt))
+					return refuse(rep, "%s has tokenized columns: a view or routine "
+						      "body reading it would store the tokenize key",
+						      t->name, t->stmt);
+				rep->uses_key = 1;
+			}
+		if (n >= MASK_MAX_REPL)
+			return refuse(rep, "too many masked table references (at most %s)", "256",
+				      -1);
+		repls[n] = (struct repl){ t->place == SQL_PLACE_TABLE_ARG ? t->kw : t->p, t->end,
+					  t, n };
+		sets[n] = cur;
+		report_table(rep, t->name, &cur);
+		n++;
+	}
+	/* text order (select lists are analyzed after their FROM clause) */
+	for (i = 1; i < n; i++) {
+		struct repl r = repls[i];
+		struct mask_set s;
+		int j = i - 1;
+
+		if (repls[j].a <= r.a)
+			continue;
+		memcpy(&s, &sets[i], sizeof(s));
+		while (j >= 0 && repls[j].a > r.a) {
+			repls[j + 1] = repls[j];
+			memcpy(&sets[j + 1], &sets[j], sizeof(s));
+			j--;
+		}
+		repls[j + 1] = r;
+		memcpy(&sets[j + 1], &s, sizeof(s));
+	}
+	memset(&w, 0, sizeof(w));
+	w.sql = sql;
+	w.len = len;
+	w.out = (struct sb){ out, 0, outlen, outlen == 0 };
+	if (outlen)
+		out[0] = '\0';
+	w.r = repls;
+	w.n = n;
+	w.sets = sets;
+	w.rep = rep;
+	if (n) {
+		w.suffix = has_word(sql, len, "_TABLE_SUFFIX");
+		w.ptime = has_word(sql, len, "_PARTITIONTIME");
+		w.pdate = has_word(sql, len, "_PARTITIONDATE");
+	}
+	emit_range(&w, sql, sql + len);
+	if (w.out.err == 2 || w.idx != n)
+		return refuse(rep, "masked references overlap in a way that cannot be rewritten%s",
+			      "", -1);
+	if (w.out.err)
+		return -1;
+	rep->n_refs = n;
+	rep->out_len = w.out.n;
+	return 0;
+}
+
+/* --- row masking ---------------------------------------------------------------------------- */
+
+struct pnode {
+	char name[MASK_NAME_MAX];
+	enum mask_type type;
+	int repeated;
+	int routine;     /* -1: not masked */
+	int has_mask;    /* it or a field under it is masked */
+	int first, n;    /* children: nodes[first..first+n) */
+	const struct mask_opts *opts;
+};
+
+struct mask_plan {
+	int n;
+	int root_first, root_n;
+	struct pnode nodes[];
+};
+
+/* Add the fields array <fields> as nodes; returns the index of the first or -1. */
+static int plan_fields(struct mask_plan *p, int cap, json_t *fields, int depth, char *err,
+		       size_t errlen)
+{
+	size_t i, n = json_array_size(fields);
+	int first = p->n;
+	json_t *f;
+
+	if (depth > MASK_MAX_DEPTH || !json_is_array(fields)) {
+		snprintf(err, errlen, "schema: fields must be an array nested at most %d deep",
+			 MASK_MAX_DEPTH);
+		return -1;
+	}
+	if (p->n + (int)n > cap) {
+		snprintf(err, errlen, "schema: more than %d fields", MASK_MAX_FIELDS);
+		return -1;
+	}
+	p->n += (int)n;
+	json_array_foreach(fields, i, f) {
+		struct pnode *d = &p->nodes[first + (int)i];
+		const char *nm = json_string_value(json_object_get(f, "name"));
+		const char *ty = json_string_value(json_object_get(f, "type"));
+		const char *mode = json_string_value(json_object_get(f, "mode"));
+
+		if (!nm || strlen(nm) >= MASK_NAME_MAX || !ty) {
+			snprintf(err, errlen, "schema: field %zu has no name or type", i);
+			return -1;
+		}
+		snprintf(d->name, sizeof(d->name), "%s", nm);
+		d->type = mask_type_parse(ty);
+		d->repeated = mode && !strcasecmp(mode, "REPEATED");
+		d->routine = -1;
+		d->n = 0;
+		if (d->type == MASK_T_STRUCT) {
+			json_t *sub = json_object_get(f, "fields");
+			int k = plan_fields(p, cap, sub, depth + 1, err, errlen);
+
+			if (k < 0)
+				return -1;
+			d = &p->nodes[first + (int)i];
+			d->first = k;
+			d->n = (int)json_array_size(sub);
+		}
+	}
+	return first;
+}
+
+/* Mark node <k> and every leaf under it with routine <r>. */
+static void plan_mark(struct mask_plan *p, int k, int r, const struct mask_opts *o)
+{
+	struct pnode *d = &p->nodes[k];
+	int i;
+
+	d->has_mask = 1;
+	if (d->type != MASK_T_STRUCT) {
+		d->routine = r;
+		d->opts = o;
+		return;
+	}
+	for (i = 0; i < d->n; i++)
+		plan_mark(p, d->first + i, r, o);
+}
+
+struct mask_plan *mask_plan_new(json_t *schema, const struct mask_set *set, char *err,
+				size_t errlen)
+{
+	json_t *fields = json_is_array(schema) ? schema : json_object_get(schema, "fields");
+	struct mask_plan *p = calloc(1, sizeof(*p) + MASK_MAX_FIELDS * sizeof(struct pnode));
+	int i;
+
+	if (!p) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	p->root_first = plan_fields(p, MASK_MAX_FIELDS, fields, 0, err, errlen);
+	if (p->root_first < 0) {
+		free(p);
+		return NULL;
+	}
+	p->root_n = (int)json_array_size(fields);
+	for (i = 0; set && i < set->n; i++) {
+		const char *s = set->c[i].name;
+		int first = p->root_first, cnt = p->root_n, k = -1, path[MASK_MAX_DEPTH + 1], depth = 0;
+
+		for (;;) {
+			const char *d = strchr(s, '.');
+			size_t l = d ? (size_t)(d - s) : strlen(s);
+			int j;
+
+			for (j = 0, k = -1; j < cnt; j++)
+				if (strlen(p->nodes[first + j].name) == l &&
+				    !strncasecmp(p->nodes[first + j].name, s, l)) {
+					k = first + j;
+					break;
+				}
+			if (k < 0 || depth > MASK_MAX_DEPTH)
+				break;
+			path[depth++] = k;
+			if (!d)
+				break;
+			if (p->nodes[k].type != MASK_T_STRUCT) {
+				k = -1;
+				break;
+			}
+			first = p->nodes[k].first;
+			cnt = p->nodes[k].n;
+			s = d + 1;
+		}
+		if (k < 0)
+			continue; /* not in this schema */
+		plan_mark(p, k, set->c[i].routine, set->c[i].opts);
+		while (depth--)
+			p->nodes[path[depth]].has_mask = 1;
+	}
+	return p;
+}
+
+void mask_plan_free(struct mask_plan *p)
+{
+	free(p);
+}
+
+/* The JSON walker's state. */
+struct jw {
+	const char *s, *e;
+	const char *copied;   /* input before this is already in the output */
+	struct mask_buf *out;
+	long masked;
+	int fail;
+	char *scratch;        /* decoded value */
+	size_t scratch_cap;
+};
+
+/* Make room for <n> more bytes in <b>, doubling up to b->max. */
+static int buf_room(struct mask_buf *b, size_t n)
+{
+	size_t cap;
+	char *q;
+
+	if (b->len + n > b->max)
+		return -1;
+	if (b->len + n <= b->cap)
+		return 0;
+	for (cap = b->cap ? b->cap : 65536; cap < b->len + n; cap *= 2)
+		;
+	if (cap > b->max)
+		cap = b->max;
+	if (!(q = realloc(b->p, cap)))
+		return -1;
+	b->p = q;
+	b->cap = cap;
+	return 0;
+}
+
+/* Append s[0..n) to the output. */
+static void jw_put(struct jw *w, const char *s, size_t n)
+{
+	if (w->fail || buf_room(w->out, n)) {
+		w->fail = 1;
+		return;
+	}
+	memcpy(w->out->p + w->out->len, s, n);
+	w->out->len += n;
+}
+
+/* Skip whitespace. */
+static void ws(struct jw *w)
+{
+	while (w->s < w->e && (*w->s == ' ' || *w->s == '\n' || *w->s == '\r' || *w->s == '\t'))
+		w->s++;
+}
+
+/* Skip the string at the cursor (at its '"'). */
+static void skip_str(struct jw *w)
+{
+	const char *p = w->s + 1;
+
+	for (;;) {
+		const char *q = memchr(p, '"', (size_t)(w->e - p)), *b;
+
+		if (!q) {
+			w->fail = 1;
+			w->s = w->e;
+			return;
+		}
+		for (b = q; b > p && b[-1] == '\\'; b--)
+			;
+		if (!((q - b) & 1)) {
+			w->s = q + 1;
+			return;
+		}
+		p = q + 1;
+	}
+}
+
+/* Skip any value at the cursor. */
+static void skip_val(struct jw *w)
+{
+	int depth = 0;
+
+	ws(w);
+	do {
+		if (w->s >= w->e) {
+			w->fail = 1;
+			return;
+		}
+		switch (*w->s) {
+		case '"':
+			skip_str(w);
+			break;
+		case '{': case '[':
+			if (++depth > 512) {
+				w->fail = 1;
+				return;
+			}
+			w->s++;
+			break;
+		case '}': case ']':
+			depth--;
+			w->s++;
+			break;
+		default: {
+			/* scalars, commas, colons, whitespace: up to the next structural byte */
+			const char *p = w->s;
+
+			while (p < w->e && *p != '"' && *p != '{' && *p != '[' && *p != '}' &&
+			       *p != ']' && (depth || (*p != ',' && *p != ' ' && *p != '\n' &&
+						      *p != '\r' && *p != '\t')))
+				p++;
+			if (p == w->s)
+				w->fail = 1;
+			w->s = p;
+		}
+		}
+	} while (depth > 0 && !w->fail);
+	if (depth < 0)
+		w->fail = 1;
+}
+
+/* Expect byte c at the cursor (after whitespace). */
+static int expect(struct jw *w, char c)
+{
+	ws(w);
+	if (w->s < w->e && *w->s == c) {
+		w->s++;
+		return 1;
+	}
+	w->fail = 1;
+	return 0;
+}
+
+/* Is the next byte c (after whitespace)? Consumes it if so. */
+static int peek(struct jw *w, char c)
+{
+	ws(w);
+	if (w->s < w->e && *w->s == c) {
+		w->s++;
+		return 1;
+	}
+	return 0;
+}
+
+/* Read an object key at the cursor; sets [*k, *kl). */
+static int key(struct jw *w, const char **k, size_t *kl)
+{
+	const char *a;
+
+	ws(w);
+	if (w->s >= w->e || *w->s != '"')
+		return w->fail = 1, 0;
+	a = w->s;
+	skip_str(w);
+	*k = a + 1;
+	*kl = (size_t)(w->s - a - 2);
+	return expect(w, ':');
+}
+
+/* Decode the JSON string at [a, b) (quotes included) into the scratch buffer. */
+static long decode_str(struct jw *w, const char *a, const char *b)
+{
+	size_t o = 0, need = (size_t)(b - a);
+	const char *p;
+
+	if (need > w->scratch_cap) {
+		char *q = realloc(w->scratch, need);
+
+		if (!q)
+			return -1;
+		w->scratch = q;
+		w->scratch_cap = need;
+	}
+	for (p = a + 1; p < b - 1; p++) {
+		if (*p != '\\') {
+			w->scratch[o++] = *p;
+			continue;
+		}
+		if (++p >= b - 1)
+			return -1;
+		switch (*p) {
+		case 'n': w->scratch[o++] = '\n'; break;
+		case 't': w->scratch[o++] = '\t'; break;
+		case 'r': w->scratch[o++] = '\r'; break;
+		case 'b': w->scratch[o++] = '\b'; break;
+		case 'f': w->scratch[o++] = '\f'; break;
+		case 'u': {
+			unsigned cp = 0;
+			int i;
+
+			if (b - 1 - p < 5)
+				return -1;
+			for (i = 1; i <= 4; i++) {
+				int c = p[i];
+
+				cp = cp * 16 + (unsigned)(isdigit(c) ? c - '0' : (lc(c) - 'a' + 10));
+			}
+			p += 4;
+			if (cp >= 0xd800 && cp < 0xdc00 && b - 1 - p >= 7 && p[1] == '\\' &&
+			    p[2] == 'u') {
+				unsigned lo = 0;
+
+				for (i = 3; i <= 6; i++) {
+					int c = p[i];
+
+					lo = lo * 16 + (unsigned)(isdigit(c) ? c - '0' : (lc(c) - 'a' + 10));
+				}
+				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+				p += 6;
+			}
+			if (cp < 0x80) {
+				w->scratch[o++] = (char)cp;
+			} else if (cp < 0x800) {
+				w->scratch[o++] = (char)(0xc0 | cp >> 6);
+				w->scratch[o++] = (char)(0x80 | (cp & 0x3f));
+			} else if (cp < 0x10000) {
+				w->scratch[o++] = (char)(0xe0 | cp >> 12);
+				w->scratch[o++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+				w->scratch[o++] = (char)(0x80 | (cp & 0x3f));
+			} else {
+				w->scratch[o++] = (char)(0xf0 | cp >> 18);
+				w->scratch[o++] = (char)(0x80 | ((cp >> 12) & 0x3f));
+				w->scratch[o++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+				w->scratch[o++] = (char)(0x80 | (cp & 0x3f));
+			}
+			break;
+		}
+		default: w->scratch[o++] = *p;
+		}
+	}
+	return (long)o;
+}
+
+/* Append s[0..n) as a JSON string. */
+static void put_jstr(struct jw *w, const char *s, size_t n)
+{
+	size_t i, a = 0;
+
+	jw_put(w, "\"", 1);
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		jw_put(w, s + a, i - a);
+		if (c == '"' || c == '\\') {
+			char e[2] = { '\\', (char)c };
+
+			jw_put(w, e, 2);
+		} else {
+			char e[8];
+
+			snprintf(e, sizeof(e), "\\u%04x", c);
+			jw_put(w, e, 6);
+		}
+		a = i + 1;
+	}
+	jw_put(w, s + a, n - a);
+	jw_put(w, "\"", 1);
+}
+
+/* Mask the scalar value at the cursor with node <d>'s routine. */
+static void mask_scalar(struct jw *w, const struct pnode *d)
+{
+	const char *a, *b;
+	char res[MASK_EXPR_MAX];
+	long n = 0;
+	int is_null, m;
+
+	ws(w);
+	a = w->s;
+	if (w->s < w->e && *w->s == '"') {
+		skip_str(w);
+		is_null = 0;
+	} else {
+		skip_val(w);
+		is_null = w->s - a == 4 && !memcmp(a, "null", 4);
+	}
+	b = w->s;
+	if (w->fail)
+		return;
+	if (!is_null) {
+		if (*a != '"' || (n = decode_str(w, a, b)) < 0) {
+			w->fail = 1;
+			return;
+		}
+	}
+	m = mask_value((enum mask_routine)d->routine, d->type, d->opts, w->scratch, (size_t)n,
+		       &is_null, res, sizeof(res));
+	if (m < 0) {
+		w->fail = 1;
+		return;
+	}
+	jw_put(w, w->copied, (size_t)(a - w->copied));
+	if (is_null)
+		jw_put(w, "null", 4);
+	else
+		put_jstr(w, res, (size_t)m);
+	w->copied = b;
+	w->masked++;
+}
+
+static void walk_fields(struct jw *w, const struct mask_plan *p, int first, int n, int depth);
+
+/* The value of a cell for node <d>: {"v": x} already entered; x at the cursor. */
+static void walk_value(struct jw *w, const struct mask_plan *p, const struct pnode *d,
+		       int depth, int in_array)
+{
+	if (!d->has_mask) {
+		skip_val(w);
+		return;
+	}
+	if (d->repeated && !in_array) {
+		/* [{"v": x}, ...] or null */
+		if (!peek(w, '[')) {
+			skip_val(w);
+			return;
+		}
+		if (peek(w, ']'))
+			return;
+		do {
+			const char *k;
+			size_t kl;
+
+			if (!expect(w, '{'))
+				return;
+			if (peek(w, '}'))
+				continue;
+			do {
+				if (!key(w, &k, &kl))
+					return;
+				if (kl == 1 && *k == 'v')
+					walk_value(w, p, d, depth + 1, 1);
+				else
+					skip_val(w);
+			} while (!w->fail && peek(w, ','));
+			expect(w, '}');
+		} while (!w->fail && peek(w, ','));
+		expect(w, ']');
+		return;
+	}
+	if (d->type == MASK_T_STRUCT) {
+		const char *k;
+		size_t kl;
+
+		if (!peek(w, '{')) {
+			skip_val(w); /* null */
+			return;
+		}
+		if (peek(w, '}'))
+			return;
+		do {
+			if (!key(w, &k, &kl))
+				return;
+			if (kl == 1 && *k == 'f')
+				walk_fields(w, p, d->first, d->n, depth + 1);
+			else
+				skip_val(w);
+		} while (!w->fail && peek(w, ','));
+		expect(w, '}');
+		return;
+	}
+	mask_scalar(w, d);
+}
+
+/* An "f" array at the cursor: cells in schema order. */
+static void walk_fields(struct jw *w, const struct mask_plan *p, int first, int n, int depth)
+{
+	int i = 0;
+
+	if (depth > MASK_MAX_DEPTH * 2) {
+		w->fail = 1;
+		return;
+	}
+	if (!expect(w, '['))
+		return;
+	if (peek(w, ']'))
+		return;
+	do {
+		const char *k;
+		size_t kl;
+
+		if (i >= n) {
+			w->fail = 1; /* more cells than fields: refuse, never guess */
+			return;
+		}
+		if (!expect(w, '{'))
+			return;
+		if (!peek(w, '}')) {
+			do {
+				if (!key(w, &k, &kl))
+					return;
+				if (kl == 1 && *k == 'v')
+					walk_value(w, p, &p->nodes[first + i], depth, 0);
+				else
+					skip_val(w);
+			} while (!w->fail && peek(w, ','));
+			expect(w, '}');
+		}
+		i++;
+	} while (!w->fail && peek(w, ','));
+	expect(w, ']');
+}
+
+long mask_rows(const struct mask_plan *plan, const char *json, size_t len, struct mask_buf *out)
+{
+	struct jw w = { json, json + len, json, out, 0, 0, NULL, 0 };
+	const char *k;
+	size_t kl;
+
+	if (!expect(&w, '{'))
+		return -1;
+	if (!peek(&w, '}')) {
+		do {
+			if (!key(&w, &k, &kl))
+				break;
+			if (kl == 4 && !memcmp(k, "rows", 4) && peek(&w, '[')) {
+				if (peek(&w, ']'))
+					continue;
+				do {
+					const char *rk;
+					size_t rkl;
+
+					if (!expect(&w, '{'))
+						break;
+					if (peek(&w, '}'))
+						continue;
+					do {
+						if (!key(&w, &rk, &rkl))
+							break;
+						if (rkl == 1 && *rk == 'f')
+							walk_fields(&w, plan, plan->root_first,
+								    plan->root_n, 0);
+						else
+							skip_val(&w);
+					} while (!w.fail && peek(&w, ','));
+					expect(&w, '}');
+				} while (!w.fail && peek(&w, ','));
+				expect(&w, ']');
+			} else {
+				skip_val(&w);
+			}
+		} while (!w.fail && peek(&w, ','));
+		expect(&w, '}');
+	}
+	ws(&w);
+	if (w.s != w.e)
+		w.fail = 1;
+	if (!w.fail)
+		jw_put(&w, w.copied, (size_t)(w.e - w.copied));
+	free(w.scratch);
+	return w.fail ? -1 : w.masked;
+}
