@@ -19,6 +19,7 @@ struct redirect;
 struct tls_server;
 struct policy;
 struct approve;
+struct rec;
 
 enum op_kind { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_CONNECT, OP_TIMER, OP_WAKE };
 
@@ -39,6 +40,7 @@ struct loop_env {
 	struct tls_client **tls_clients; /* [0]: default trust; [1 + i]: conf->overrides[i] */
 	struct policy *policy;
 	struct approve *approve;           /* pending approvals (shared by every environment) */
+	struct rec *rec;                   /* session recordings (shared likewise) */
 };
 
 /* Start <nworkers> workers (0: online CPUs). Returns NULL with <err> set. */

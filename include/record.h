@@ -143,6 +143,7 @@ void rec_pub_path(const char *key_path, char *out, size_t outlen);
 /* What is known of a connection when it closes. */
 struct record_conn {
 	const struct sluice_origin *origin; /* NULL when the peer was not redirected */
+	const char *cgroup;                 /* the agent's cgroup path; NULL: found from the id */
 	const char *sni;                    /* "" when none */
 	const char *route;                  /* "intercept", "splice" or "deny" */
 	const char *reason;                 /* why it ended or was denied ("" when normal) */

@@ -58,13 +58,12 @@ printf '%s\n' "$out" | node -e '
     if (r.rows.length > rows.length) console.log("    ... " + (r.rows.length - rows.length) + " more rows");
   }'
 
-heading "sluiced saw (connection records in records/*.conn.jsonl):"
-cat "$GATE_DIR"/records/*.conn.jsonl 2>/dev/null | node -e '
+heading "sluiced recorded (the container's tamper-evident recording: connections):"
+gate_conns | node -e '
   const lines = require("fs").readFileSync(0, "utf8").split("\n").filter(Boolean);
   if (!lines.length) console.log("  (no connection records)");
   const rows = lines.map((l) => { try { return JSON.parse(l); } catch { return null; } }).filter(Boolean);
   const pick = (o, ...ks) => { for (const k of ks) if (o[k] !== undefined) return o[k]; return ""; };
-  rows.sort((a, b) => (a.time ?? 0) - (b.time ?? 0));
   const t = rows.map((r) => [String(pick(r, "comm") + (r.pid ? "[" + r.pid + "]" : "")),
     String(pick(r, "sni") || "-"), String(pick(r, "route")), String(pick(r, "reason") || "-"),
     String(pick(r, "requests")), String(pick(r, "bytes_from_agent")), String(pick(r, "bytes_to_agent"))]);
@@ -85,6 +84,11 @@ node -e '
   const w = [0, 1].map((i) => Math.max(...t.map((r) => r[i].length)));
   for (const r of t) console.log("  " + r[0].padEnd(w[0]) + "  " + r[1].padEnd(w[1]) + "  via: " + r[2]);
 ' "$GATE_DIR/standin.log"
+
+heading "The recording is tamper-evident: sluiced stops (signing a last checkpoint), then an auditor checks it offline:"
+kill -TERM "$SLUICED_PID" 2>/dev/null; wait "$SLUICED_PID" 2>/dev/null
+build/sluicectl sessions --dir "$GATE_DIR/records" 2>&1 | sed 's/^/  /'
+build/sluicectl verify "$GATE_DIR/records" 2>&1 | sed 's/^/  /'
 
 echo
 if [ "$agent_rc" -ne 0 ]; then

@@ -505,8 +505,20 @@ static void load_root(struct ctx *c, json_t *root, struct sluice_conf *conf)
 	load_approvals(c, root, conf);
 	o = get_object(c, root, "", "record");
 	if (o)
-		known_keys(c, o, "record", (const char *const[]){ "dir", NULL });
+		known_keys(c, o, "record", (const char *const[]){ "dir", "key", "segment_bytes",
+			   "segment_secs", "sync_ms", "checkpoint_every", "checkpoint_secs",
+			   "body_bytes", NULL });
 	conf->record_dir = get_str(c, o, "record", "dir", "/var/lib/sluice/recordings");
+	conf->record_key = get_str(c, o, "record", "key", NULL);
+	conf->record_segment_bytes = (size_t)get_int(c, o, "record", "segment_bytes", 1 << 16,
+						      1LL << 40, 64 << 20);
+	conf->record_segment_secs = (int)get_int(c, o, "record", "segment_secs", 10, 30 * 86400, 3600);
+	/* the group-commit window: how long a request may wait for others to share its fsync */
+	conf->record_sync_ms = (int)get_int(c, o, "record", "sync_ms", 0, 100, 0);
+	conf->record_checkpoint_every = (int)get_int(c, o, "record", "checkpoint_every", 1,
+						     1000000, 1000);
+	conf->record_checkpoint_secs = (int)get_int(c, o, "record", "checkpoint_secs", 1, 86400, 60);
+	conf->record_body_bytes = (size_t)get_int(c, o, "record", "body_bytes", 0, 1 << 20, 64 << 10);
 	o = get_object(c, root, "", "control");
 	if (o)
 		known_keys(c, o, "control", (const char *const[]){ "socket", NULL });
@@ -584,6 +596,7 @@ void conf_free(struct sluice_conf *conf)
 	strlist_free(&conf->approval_notify);
 	strlist_free(&conf->approver_groups);
 	free(conf->record_dir);
+	free(conf->record_key);
 	free(conf->control_socket);
 	memset(conf, 0, sizeof(*conf));
 }

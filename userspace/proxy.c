@@ -85,6 +85,9 @@ struct conn {
 	enum jobs_poll poll;
 	char poll_project[128], poll_job[APPROVE_JOB_ID_LEN], poll_loc[64];
 	char *submit_body;       /* the approved job, sent instead of the agent's poll */
+	int recording;           /* the request's record is on its way to disk */
+	int rec_status;          /* its outcome, from the recorder's thread */
+	const char *rule;        /* the rule that allowed the request */
 	struct resolve_job rj;   /* looking up connect_host (a CONNECT target) */
 	int resolving;
 	const char *route, *reason;
@@ -176,6 +179,9 @@ static void buf_free(struct buf *b)
 
 static void pump(struct conn *c);
 static void advance(struct conn *c);
+static json_t *request_fields(struct conn *c, const char *decision, const char *rule,
+			      const char *reason);
+static void record_note(struct conn *c, const char *type, json_t *fields);
 static void drive_tls(struct conn *c, int i);
 
 static int ops_pending(struct conn *c)
@@ -185,14 +191,14 @@ static int ops_pending(struct conn *c)
 	for (i = 0; i < 2; i++)
 		if (c->s[i].rop.pending || c->s[i].sop.pending || c->s[i].cop.pending)
 			return 1;
-	return c->resolving;
+	return c->resolving || c->recording;
 }
 
 static void conn_free(struct conn *c)
 {
 	const struct sluice_conf *conf = c->env->conf;
 	struct record_conn rc = {
-		.origin = c->have_origin ? &c->origin : NULL, .sni = c->sni,
+		.origin = c->have_origin ? &c->origin : NULL, .cgroup = c->cgroup, .sni = c->sni,
 		.route = c->route, .reason = c->reason ? c->reason : "",
 		.bytes_in = c->s[CLI].bytes_in, .bytes_out = c->s[CLI].bytes_out,
 		.requests = c->requests, .duration_ms = worker_now_ms(c->w) - c->opened_ms,
@@ -1029,6 +1035,7 @@ static int decide(struct conn *c)
 	g.content_encoding = header(&c->req, "content-encoding", cenc, sizeof(cenc));
 	sub.n_groups = policy_groups_of(c->env->policy, c->cgroup, groups, POLICY_MAX_LIST);
 	gate_decide(c->env->policy, &sub, &g, 0, &v);
+	c->rule = v.d.rule;
 	if (v.d.verdict == POLICY_ALLOW)
 		return 1;
 	if (v.d.verdict == POLICY_APPROVE && c->env->approve)
@@ -1036,6 +1043,7 @@ static int decide(struct conn *c)
 	snprintf(msg, sizeof(msg), "%s", v.d.reason);
 	log_info("proxy", "refused %s from %s (%s): %s", v.method_id ? v.method_id : method,
 		 c->origin.comm, c->cgroup, msg);
+	record_note(c, "request", request_fields(c, "deny", v.d.rule, msg));
 	deny(c, v.status, v.status == 400 ? "INVALID_ARGUMENT" : "PERMISSION_DENIED",
 	     v.status == 400 ? "badRequest" : "accessDenied", msg);
 	return 0;
@@ -1064,10 +1072,99 @@ static void request_ready(struct conn *c)
 	forward(c);
 }
 
-/* Relay the current request (or the approved job standing in for it) to BigQuery. */
+/* --- session recording ----------------------------------------------------------------------- */
+
+/* The fields every request record carries: who, what, and the body as the agent sent it. */
+static json_t *request_fields(struct conn *c, const char *decision, const char *rule,
+			      const char *reason)
+{
+	const struct sluice_conf *conf = c->env->conf;
+	json_t *o = json_pack("{s:s, s:s%, s:s%, s:s, s:s, s:s, s:s, s:i, s:s}",
+		"host", c->sni, "method", c->req.method.p, (size_t)c->req.method.len,
+		"path", c->req.target.p, (size_t)c->req.target.len, "identity", c->cgroup,
+		"decision", decision, "rule", rule ? rule : "", "reason", reason ? reason : "",
+		"pid", (int)c->origin.tgid, "comm", c->origin.comm);
+
+	if (o && c->body_len)
+		rec_put_body(o, "body", c->s[CLI].in.p + c->head_len, c->body_len,
+			     conf->record_body_bytes);
+	if (o && c->submit_body)
+		json_object_set_new(o, "submitted_job", json_string(c->submit_body));
+	return o;
+}
+
+/* Record something that does not hold the request up (a refusal, a response). */
+static void record_note(struct conn *c, const char *type, json_t *fields)
+{
+	if (c->env->rec && fields)
+		rec_submit(c->env->rec, c->cgroup[0] ? c->cgroup : NULL, c->origin.cgroup_id, type,
+			   fields, NULL, NULL);
+	else
+		json_decref(fields);
+}
+
+static void upstream_go(struct conn *c);
+
+/* The request's record is durable (or failed), on the worker's thread again. */
+static void recorded(void *arg)
+{
+	struct conn *c = arg;
+	char msg[300];
+
+	c->recording = 0;
+	if (c->st != C_CLOSING) {
+		if (c->rec_status) {
+			snprintf(msg, sizeof(msg), "sluice: this request could not be recorded (%s), "
+				 "so it was not sent: no record, no query. The operator must free space "
+				 "or fix the recordings disk", strerror(-c->rec_status));
+			log_err("proxy", "%s", msg);
+			deny(c, 503, "UNAVAILABLE", "backendError", msg);
+		} else {
+			upstream_go(c);
+			advance(c);
+		}
+	}
+	pump(c);
+}
+
+/* From the recorder's thread: hand the outcome back to the connection's worker. */
+static void recorded_cb(void *arg, int status)
+{
+	struct conn *c = arg;
+
+	c->rec_status = status;
+	while (worker_post(c->w, recorded, c))
+		usleep(1000);
+}
+
+/* Relay the current request (or the approved job standing in for it) to BigQuery, once
+ * its record is on disk: nothing is forwarded that was not recorded first. */
 static void forward(struct conn *c)
 {
+	json_t *f;
+	int rc;
+
 	c->requests++;
+	c->st = C_UPSTREAM;
+	c->deadline = worker_now_ms(c->w) + (uint64_t)c->env->conf->idle_timeout_ms;
+	if (!c->env->rec) {
+		upstream_go(c);
+		return;
+	}
+	f = request_fields(c, c->submit_body ? "approved" : "allow", c->rule, NULL);
+	c->recording = 1;
+	rc = f ? rec_submit(c->env->rec, c->cgroup[0] ? c->cgroup : NULL, c->origin.cgroup_id,
+			    "request", f, recorded_cb, c) : -ENOMEM;
+	if (rc) {
+		c->recording = 0;
+		c->rec_status = rc;
+		recorded(c); /* refuses with the reason (rec_submit consumed or freed <f>) */
+	}
+}
+
+/* Connect (or reuse) the upstream and let the state machine send the request. */
+static void upstream_go(struct conn *c)
+{
 	c->st = C_UPSTREAM;
 	c->deadline = worker_now_ms(c->w) + (uint64_t)c->env->conf->idle_timeout_ms;
 	if (c->s[UP].fd < 0 && !c->resolving) {
@@ -1304,6 +1401,15 @@ static void parse_response(struct conn *c)
 	if (send_response(c, u->in.p + c->res_head_len, body_len)) {
 		conn_close(c, "out of memory");
 		return;
+	}
+	if (c->env->rec) {
+		json_t *f = json_pack("{s:i, s:s%}", "status", c->res.status, "path",
+				      c->req.target.p, (size_t)c->req.target.len);
+
+		if (f)
+			rec_put_body(f, "body", u->in.p + c->res_head_len, body_len,
+				     c->env->conf->record_body_bytes);
+		record_note(c, "response", f);
 	}
 	buf_consume(&u->in, c->res_head_len + body_len);
 	if (!c->res.keep_alive) {

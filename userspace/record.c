@@ -455,10 +455,21 @@ int rec_cgroup_path(uint64_t cgroup_id, char *out, size_t outlen)
 		struct file_handle fh;
 		uint64_t id;
 	} h;
-	char link[64], target[PATH_MAX];
-	const char *root = "/sys/fs/cgroup";
+	char link[64], target[PATH_MAX], root[PATH_MAX] = "", dev[256], type[64];
 	int mfd, fd, e = 0;
 	ssize_t n;
+	FILE *m = fopen("/proc/mounts", "re");
+
+	/* the cgroup2 mount moves between hosts (/sys/fs/cgroup, .../unified): look it up */
+	while (m && fscanf(m, "%255s %4095s %63s %*[^\n]", dev, target, type) == 3)
+		if (!strcmp(type, "cgroup2")) {
+			snprintf(root, sizeof(root), "%s", target);
+			break;
+		}
+	if (m)
+		fclose(m);
+	if (!root[0])
+		return -ENOENT;
 
 	h.fh.handle_bytes = sizeof(uint64_t);
 	h.fh.handle_type = 0xfe; /* FILEID_KERNFS */
@@ -1632,8 +1643,8 @@ int record_conn(const char *dir, const struct record_conn *rc)
 	int fd, e = 0;
 
 	if (default_store)
-		return rec_submit(default_store, NULL, rc->origin ? rc->origin->cgroup_id : 0,
-				  "conn_close", o, NULL, NULL);
+		return rec_submit(default_store, rc->cgroup && *rc->cgroup ? rc->cgroup : NULL,
+				  rc->origin ? rc->origin->cgroup_id : 0, "conn_close", o, NULL, NULL);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	json_object_set_new(o, "time", json_real((double)ts.tv_sec + ts.tv_nsec / 1e9));
 	json_object_set_new(o, "event", json_string("connection"));

@@ -21,6 +21,7 @@
 #include "loop.h"
 #include "policy.h"
 #include "proxy.h"
+#include "record.h"
 #include "redirect.h"
 #include "tls.h"
 
@@ -40,6 +41,7 @@ static void usage(FILE *out)
  * on reload; old ones are kept until exit because connections may still point at them. */
 struct daemon {
 	struct sluice_conf *conf;
+	struct rec *rec;
 	struct approve *approve;
 	struct ctlsock *ctlsock;
 	struct redirect *redirect;
@@ -81,6 +83,7 @@ static struct loop_env *make_env(struct daemon *d, struct sluice_conf *conf, cha
 	env->conf = conf;
 	env->redirect = d->redirect;
 	env->approve = d->approve;
+	env->rec = d->rec;
 	env->policy = policy_load(conf->policy, err, errlen);
 	if (!env->policy) {
 		free(env);
@@ -140,6 +143,23 @@ static void on_approval(void *arg, const char *id, int state)
 
 static void on_decision(void *arg, const struct approve_status *st)
 {
+	struct daemon *d = arg;
+	char cg2[256], path[1024];
+	struct stat sb;
+	uint64_t cgid = 0;
+
+	/* the decision belongs in the requesting container's recording */
+	if (d->rec && !redirect_cgroup2_mount(cg2, sizeof(cg2))) {
+		snprintf(path, sizeof(path), "%s%s", cg2, st->container);
+		if (!stat(path, &sb))
+			cgid = (uint64_t)sb.st_ino;
+		rec_submit(d->rec, st->container, cgid, "approval", json_pack("{s:s, s:s, s:s, s:s, "
+			   "s:s, s:s, s:I, s:I}", "id", st->id, "verdict", st->state ==
+			   APPROVE_APPROVED ? "approved" : st->state == APPROVE_DENIED ? "denied" :
+			   "expired", "approver", st->approver, "reason", st->reason, "identity",
+			   st->identity, "job_id", st->job_id, "decided_at", (json_int_t)st->decided_at,
+			   "window_until", (json_int_t)st->window_until), NULL, NULL);
+	}
 	log_info("approve", "approval %s: %s by %s%s%s", st->id,
 		 st->state == APPROVE_APPROVED ? "approved" : st->state == APPROVE_DENIED ?
 		 "denied" : "expired", st->approver[0] ? st->approver : "nobody",
@@ -303,6 +323,21 @@ static int run(struct daemon *d, char *err, size_t errlen)
 	d->ca = tls_ca_load(d->conf->ca_cert, d->conf->ca_key, err, errlen);
 	if (!d->ca)
 		return -1;
+	{
+		struct rec_opts ro = {
+			.dir = d->conf->record_dir, .key_path = d->conf->record_key,
+			.segment_bytes = d->conf->record_segment_bytes,
+			.segment_secs = d->conf->record_segment_secs,
+			.sync_ms = d->conf->record_sync_ms,
+			.checkpoint_every = d->conf->record_checkpoint_every,
+			.checkpoint_secs = d->conf->record_checkpoint_secs,
+		};
+
+		d->rec = rec_open(&ro, err, errlen);
+		if (!d->rec)
+			return -1;
+		rec_set_default(d->rec); /* connection records go into the streams too */
+	}
 	if (start_approvals(d, err, errlen))
 		return -1;
 	d->redirect = redirect_open(d->conf, on_event, d, err, errlen);
@@ -429,6 +464,7 @@ int main(int argc, char **argv)
 	redirect_close(d.redirect);
 	ctlsock_stop(d.ctlsock);
 	approve_close(d.approve);
+	rec_close(d.rec); /* last: it writes the shutdown checkpoints */
 	tls_ca_free(d.ca);
 	log_info("main", "stopped");
 	return rc ? 1 : 0;

@@ -107,9 +107,9 @@ out=$(ct_exec agent timeout 10 openssl s_client -connect 127.0.0.1:443 -serverna
 check "other_tls deny: TLS with SNI example.org fails" test "$rc" -ne 0
 check "... without any certificate from sluice" bash -c "! grep -q 'BEGIN CERTIFICATE\|^Certificate chain' <<< \"\$1\"" _ "$out"
 sleep 0.3
-rec=$(cat "$GATE_DIR"/records/*.conn.jsonl 2>/dev/null)
+rec=$(gate_conns)
 check_contains "upstream verification failure recorded with its reason" "$rec" '"sni":"www.googleapis.com","route":"intercept"'
-check "... the reason says verification failed (not a dangling pointer)" grep -q '"reason":"sluice: upstream TLS verification failed' "$GATE_DIR"/records/*.conn.jsonl
+check_contains "... the reason says verification failed (not a dangling pointer)" "$rec" '"reason":"sluice: upstream TLS verification failed'
 check_contains "... recorded as route deny for that SNI" "$rec" '"sni":"example.org","route":"deny"'
 
 # TLS without SNI, plain HTTP to Google, and a CONNECT whose TLS names another host.
@@ -133,6 +133,6 @@ check_contains "CONNECT is answered 200" "$(cat "$GATE_DIR/connect.out")" "200 C
 check "... but a ClientHello naming another host than the CONNECT target is refused" \
   bash -c "! grep -q TLS-UP '$GATE_DIR/connect.out'"
 sleep 0.3
-check_contains "... and recorded with that reason" "$(cat "$GATE_DIR"/records/*.conn.jsonl)" "SNI does not match the CONNECT target"
-grep -ho '"sni":"[^"]*","route":"[^"]*"\|"reason":"[^"]*"' "$GATE_DIR"/records/*.conn.jsonl 2>/dev/null | paste - - | sed 's/^/# /'
+check_contains "... and recorded with that reason" "$(gate_conns)" "SNI does not match the CONNECT target"
+gate_conns | sed 's/^/# /'
 tap_done

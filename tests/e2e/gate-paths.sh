@@ -27,7 +27,7 @@ Q='SELECT COUNT(*) AS n FROM `demo-project.crm.customers`'
 out=$(agent env HTTPS_PROXY=http://127.0.0.1:3128 node tests/e2e/lib/agent.mjs "$Q" 2>&1)
 check_contains "Node client through HTTPS_PROXY (CONNECT) is served" "$out" '"ok":true'
 check_contains "... and recorded as a connection to the proxy port" \
-  "$(cat "$GATE_DIR"/records/*.conn.jsonl)" '"dst_port":3128,"sni":"bigquery.googleapis.com","route":"intercept"'
+  "$(gate_conns)" '"dst_port":3128,"sni":"bigquery.googleapis.com","route":"intercept"'
 
 # CONNECT to a host that is not intercepted: sluiced resolves the name itself (off its
 # workers) and splices the TLS inside unchanged, here to the stand-in as "localhost".
@@ -91,7 +91,7 @@ check_contains "server speaks first: its banner arrives without the agent sendin
   "$(cat "$GATE_DIR/splice.out")" banner-first
 check_eq "200 KB echoed byte-exact through the splice" "$(sed -n 2p "$GATE_DIR/splice.out")" \
   "$(sha256sum < "$GATE_DIR/blob" | cut -d' ' -f1)"
-check_contains "splice recorded" "$(cat "$GATE_DIR"/records/*.conn.jsonl)" '"dst_port":7777,"sni":"","route":"splice"'
+check_contains "splice recorded" "$(gate_conns)" '"dst_port":7777,"sni":"","route":"splice"'
 
 # SIGHUP mid-connection: two requests on one keep-alive connection, a reload in between.
 cat > "$GATE_DIR/ka.js" <<'JS'

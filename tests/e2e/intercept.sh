@@ -32,7 +32,7 @@ check_contains "... with the stand-in's row" "$out" '"email":'
 check "stand-in saw the query" grep -q 'crm.customers' "$GATE_DIR/standin.log"
 check "stand-in saw it arrive through sluiced (Via)" grep -q '"via":"1.1 sluice"' "$GATE_DIR/standin.log"
 check "stand-in saw the token exchange through sluiced" grep -q '"path":"/token"' "$GATE_DIR/standin.log"
-rec=$(cat "$GATE_DIR"/records/*.conn.jsonl 2>/dev/null)
+rec=$(gate_conns)
 check_contains "connection recorded with the agent's process" "$rec" '"comm":"node"'
 check_contains "... route intercept and SNI" "$rec" '"sni":"bigquery.googleapis.com","route":"intercept"'
 

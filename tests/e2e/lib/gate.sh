@@ -73,6 +73,20 @@ gate_start() {
   gate_wait_for "$GATE_DIR/sluiced.log" "started with" || return 1
 }
 
+# The connection records sluiced wrote to the recordings, one JSON line each with the keys in
+# a fixed order: comm, dst_port, sni, route, reason, requests, bytes_from_agent, bytes_to_agent.
+gate_conns() {
+  cat "$GATE_DIR"/records/*/*.jsonl 2>/dev/null | node -e '
+    const keys = ["comm", "dst_port", "sni", "route", "reason", "requests", "bytes_from_agent",
+                  "bytes_to_agent", "pid"];
+    require("readline").createInterface({ input: process.stdin }).on("line", l => {
+      let r; try { r = JSON.parse(l); } catch (e) { return; }
+      if (r.type !== "conn_close") return;
+      const o = {}; for (const k of keys) if (k in r.data) o[k] = r.data[k];
+      console.log(JSON.stringify(o));
+    });'
+}
+
 # A service-account key for the agent (its token_uri is Google's: the gate answers it).
 gate_agent_key() {
   node -e '
