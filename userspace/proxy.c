@@ -1085,9 +1085,20 @@ static json_t *request_fields(struct conn *c, const char *decision, const char *
 		"decision", decision, "rule", rule ? rule : "", "reason", reason ? reason : "",
 		"pid", (int)c->origin.tgid, "comm", c->origin.comm);
 
-	if (o && c->body_len)
+	if (o && c->body_len) {
+		json_t *b = json_loadb(c->s[CLI].in.p + c->head_len, c->body_len, 0, NULL), *q;
+
+		/* the SQL as the agent sent it, whole, for replay and audit */
+		q = json_object_get(b, "query");
+		if (!json_is_string(q))
+			q = json_object_get(json_object_get(json_object_get(b, "configuration"),
+							    "query"), "query");
+		if (json_is_string(q))
+			json_object_set(o, "sql", q);
+		json_decref(b);
 		rec_put_body(o, "body", c->s[CLI].in.p + c->head_len, c->body_len,
 			     conf->record_body_bytes);
+	}
 	if (o && c->submit_body)
 		json_object_set_new(o, "submitted_job", json_string(c->submit_body));
 	return o;

@@ -67,10 +67,17 @@ JSON
 }
 
 gate_start() {
+  local before i
+  before=$(grep -c "started with" "$GATE_DIR/sluiced.log" 2>/dev/null)
   ${SLUICED_WRAP:-} build/sluiced --config "$GATE_DIR/sluice.json" >> "$GATE_DIR/sluiced.log" 2>&1 &
   SLUICED_PID=$!
   GATE_PIDS+=($SLUICED_PID)
-  gate_wait_for "$GATE_DIR/sluiced.log" "started with" || return 1
+  for i in $(seq 100); do  # a restart waits for its own "started", not the last run's
+    [ "$(grep -c "started with" "$GATE_DIR/sluiced.log" 2>/dev/null)" -gt "${before:-0}" ] && return 0
+    kill -0 $SLUICED_PID 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "# sluiced did not start:"; sed 's/^/#   /' "$GATE_DIR/sluiced.log" | tail -20; return 1
 }
 
 # The connection records sluiced wrote to the recordings, one JSON line each with the keys in

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Description: session recordings through the real path. The real Node client's queries
+# (allowed and refused) are in the container's recording; replay shows the SQL, the
+# decisions and what the agent received; an export verifies offline and a tampered copy
+# does not; with the recordings disk full, requests are refused (no record, no query) and
+# nothing reaches BigQuery. Needs root and cgroup v2.
+cd "$(dirname "$0")/../.." || exit 1
+. tests/lib/assert.sh
+. tests/lib/container.sh
+. tests/e2e/lib/gate.sh
+ct_require
+
+gate_standin || exit 1
+ct_create agent 127.0.0.1
+gate_config "$(ct_cgroup agent)" || exit 1
+gate_start || exit 1
+build/sluicectl ca export --cert "$GATE_DIR/ca.pem" > "$GATE_DIR/sluice-ca.pem"
+gate_agent_key
+gate_warm agent || exit 1
+agent() {
+  ct_exec agent env NODE_EXTRA_CA_CERTS="$GATE_DIR/sluice-ca.pem" \
+    GOOGLE_APPLICATION_CREDENTIALS="$GATE_DIR/agent-key.json" node tests/e2e/lib/agent.mjs "$@" 2>&1
+}
+agent 'SELECT name FROM `demo-project.crm.customers` WHERE customer_id = 7' > /dev/null
+agent 'DROP TABLE `demo-project.sales.orders`' > /dev/null
+kill -TERM "$SLUICED_PID"; wait "$SLUICED_PID"
+
+rec="$GATE_DIR/records"
+sessions=$(build/sluicectl sessions --dir "$rec" --json)
+check_contains "one stream for the container, named after it" "$sessions" "agent--"
+id=$(node -e 'const s = JSON.parse(process.argv[1]); const a = Array.isArray(s) ? s : s.sessions || s.streams;
+  console.log(a.find(x => (x.stream || x.id || "").includes("agent")).stream || "")' "$sessions")
+out=$(build/sluicectl replay "$id" --dir "$rec")
+check_contains "replay: the SQL the agent sent" "$out" 'customer_id = 7'
+check_contains "replay: the refused statement and its rule" "$out" 'no-destructive-ddl'
+check_contains "replay: what the agent received" "$out" 'status'
+check "verify: the store is intact" build/sluicectl verify "$rec"
+
+build/sluicectl export --dir "$rec" --container "$id" -o "$GATE_DIR/export" >/dev/null
+check "export verifies offline" build/sluicectl verify "$GATE_DIR/export"
+check "... and its manifest with sha256sum alone" bash -c "cd '$GATE_DIR/export' && sha256sum -c --quiet MANIFEST.sha256"
+cp -r "$GATE_DIR/export" "$GATE_DIR/tampered"
+f=$(ls "$GATE_DIR"/tampered/streams/*.jsonl | head -1)
+sed -i 's/customer_id = 7/customer_id = 8/' "$f"
+out=$(build/sluicectl verify "$GATE_DIR/tampered" 2>&1); rc=$?
+check_eq "a tampered export fails verification" "$rc" 1
+check_contains "... naming what is wrong" "$out" "modified"
+
+# Recordings disk full: requests are refused, nothing reaches BigQuery.
+mkdir -p "$GATE_DIR/small"
+mount -t tmpfs -o size=256k tmpfs "$GATE_DIR/small" || exit 1
+trap 'umount "$GATE_DIR/small" 2>/dev/null' RETURN
+sed -i "s|\"dir\": \"$rec\"|\"dir\": \"$GATE_DIR/small/rec\"|" "$GATE_DIR/sluice.json"
+gate_start
+gate_warm agent
+dd if=/dev/zero of="$GATE_DIR/small/filler" bs=4k 2>/dev/null  # until the disk is full
+pad=$(head -c 9000 /dev/zero | tr '\0' x)  # a record that needs new pages on the full disk
+out=$(agent "SELECT COUNT(*) AS n FROM \`demo-project.hr.salaries\` WHERE employee_id > 12345 /* $pad */")
+check_contains "disk full: the request is refused" "$out" '"ok":false'
+check_contains "... saying it could not be recorded" "$out" "could not be recorded"
+check "... and it never reached BigQuery" bash -c "! grep -q 'employee_id > 12345' '$GATE_DIR/standin.log'"
+kill -TERM "$SLUICED_PID"; wait "$SLUICED_PID"
+umount "$GATE_DIR/small"
+tap_done
