@@ -5,7 +5,13 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+
 #include "gate.h"
+#include "record.h"
 #include "sql.h"
 
 static const char *const mix[] = {
@@ -25,6 +31,52 @@ static const char *const mix[] = {
 	"UPDATE SET amount = s.amount WHEN NOT MATCHED THEN INSERT ROW",
 };
 #define N_MIX (sizeof(mix) / sizeof(mix[0]))
+
+static double now(void);
+static atomic_long durable;
+
+static void on_durable(void *arg, int status)
+{
+	if (!status)
+		atomic_fetch_add(&durable, 1);
+}
+
+/* Requests/s the recorder makes durable (fsync'd, chained, signed checkpoints) when
+ * <conc> requests wait at a time, with a group-commit window of <sync_ms>. */
+static void record_rate(int sync_ms, int conc)
+{
+	char dir[] = "/tmp/sluice-bench-rec-XXXXXX", err[512], cmd[600];
+	struct rec_opts o = { .dir = dir, .sync_ms = sync_ms };
+	const int total = 20000;
+	struct rec *r;
+	double t0, t;
+	long sent = 0;
+
+	if (!mkdtemp(dir) || !(r = rec_open(&o, err, sizeof(err)))) {
+		fprintf(stderr, "gaterate: recorder: %s\n", err);
+		return;
+	}
+	atomic_store(&durable, 0);
+	t0 = now();
+	while (atomic_load(&durable) < total) {
+		while (sent < total && sent - atomic_load(&durable) < conc) {
+			json_t *f = json_pack("{s:s, s:s, s:s}", "method", "POST", "path",
+				"/bigquery/v2/projects/demo-project/queries", "sql", mix[sent % N_MIX]);
+
+			if (rec_submit(r, "/agents/a", 4242, "request", f, on_durable, NULL) == 0)
+				sent++;
+		}
+		usleep(50);
+	}
+	t = now() - t0;
+	printf("recording: %.0f requests/s durable before forwarding (%d waiting at a time, "
+	       "sync_ms %d; %.0f µs each on average)\n", total / t, conc, sync_ms,
+	       t / total * conc * 1e6);
+	rec_close(r);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd))
+		fprintf(stderr, "gaterate: could not remove %s\n", dir);
+}
 
 static double now(void)
 {
@@ -84,5 +136,7 @@ int main(void)
 	printf("gate: %.0f jobs.query requests/s decided on one core (route + analyzer + policy; "
 	       "%ld allowed)\n", n / t, allowed);
 	policy_free(p);
+	record_rate(0, 32);
+	record_rate(2, 32);
 	return 0;
 }
