@@ -808,7 +808,8 @@ static int approval_poll(struct conn *c, int timed_out)
 }
 
 /* Fingerprint of a request for "the identical request": method, path and body, minus what
- * clients make unique per attempt (requestId, a client-chosen jobReference). */
+ * clients make unique per attempt (requestId, a client-chosen jobReference, insertAll's
+ * per-row insertId). */
 static void fingerprint(struct conn *c, const char *identity, unsigned char out[APPROVE_FP_LEN])
 {
 	struct buf b = { 0 };
@@ -817,8 +818,13 @@ static void fingerprint(struct conn *c, const char *identity, unsigned char out[
 	char *body = NULL;
 
 	if (json_is_object(o)) {
+		json_t *row;
+		size_t i;
+
 		json_object_del(o, "requestId");
 		json_object_del(o, "jobReference");
+		json_array_foreach(json_object_get(o, "rows"), i, row) /* insertAll dedup ids */
+			json_object_del(row, "insertId");
 		body = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
 	}
 	out_append(&b, c->req.method.p, c->req.method.len);
