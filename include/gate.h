@@ -26,6 +26,9 @@ struct gate_verdict {
 	int status;               /* HTTP status to refuse with (403 or 400) */
 	const char *method_id;    /* BigQuery method, or NULL when the request was not understood */
 	void *analysis;           /* json_t *: statements, tables, items (when asked for) */
+	char *body;               /* the request body to send instead (SQL rewritten for masking);
+				   * NULL: send the agent's own. Freed by gate_verdict_free */
+	char *rewritten_sql;      /* the last rewritten SQL text (for explain and recordings) */
 };
 
 /* Decide <req> for <subject> under <policy>. With <want_analysis>, out->analysis is a JSON
@@ -41,5 +44,11 @@ int gate_explain_sql(const struct policy *policy, const struct policy_subject *s
 		     struct gate_verdict *out);
 
 void gate_verdict_free(struct gate_verdict *v);
+
+/* A response body with the SQL sluice rewrote put back as the agent wrote it (and query
+ * plans, which quote the rewrite, removed): malloc'd, length in *outlen; NULL when the body
+ * carries no rewritten SQL. A rewrite whose original is no longer known is replaced by a
+ * placeholder, never shown. */
+char *gate_restore(const char *body, size_t len, size_t *outlen);
 
 #endif

@@ -48,6 +48,7 @@ struct policy_decision {
 };
 
 struct policy;
+struct mask_rules;
 
 /* Load and validate the policy file <path>. Returns NULL with <err> "FILE:LINE: KEY: ...". */
 struct policy *policy_load(const char *path, char *err, size_t errlen);
@@ -60,6 +61,9 @@ void policy_decide(const struct policy *p, const struct policy_subject *subject,
 /* The groups the policy's "groups" map gives cgroup <cgroup> (globs on cgroup paths): fills
  * out[0..max) with names owned by <p>; returns how many. */
 int policy_groups_of(const struct policy *p, const char *cgroup, const char **out, int max);
+
+/* The policy's masking rules ("masks"), or NULL when it masks nothing. */
+const struct mask_rules *policy_masks(const struct policy *p);
 
 /* "allow", "approve", "deny". */
 const char *policy_verdict_name(enum policy_verdict v);

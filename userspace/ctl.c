@@ -54,7 +54,8 @@ static json_t *answer(const struct gate_verdict *v, int with_policy)
 		json_object_set_new(o, "rule", json_string(v->d.rule));
 		json_object_set_new(o, "reason", json_string(v->d.reason));
 	}
-	json_object_set_new(o, "rewritten_sql", json_null()); /* masking arrives later */
+	json_object_set_new(o, "rewritten_sql", v->rewritten_sql ? json_string(v->rewritten_sql)
+								 : json_null());
 	return o;
 }
 
@@ -71,6 +72,9 @@ static void print_human(json_t *o, int with_policy)
 		json_array_foreach(json_object_get(st, "tables"), j, t)
 			printf("  table %s\n", json_string_value(t));
 	}
+	if (json_is_string(json_object_get(o, "rewritten_sql")))
+		printf("rewritten for masking (what BigQuery runs):\n  %s\n",
+		       json_string_value(json_object_get(o, "rewritten_sql")));
 	if (with_policy)
 		printf("decision: %s (rule %s)\n%s\n", json_string_value(json_object_get(o, "decision")),
 		       json_string_value(json_object_get(o, "rule")),

@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/rand.h>
+
 #include "gate.h"
+#include "mask.h"
 #include "route.h"
 #include "sql.h"
 
@@ -67,6 +70,166 @@ static void set_names(struct items *s, struct policy_item *it, const char *name,
 	it->project = parts[0];
 	it->dataset = parts[1];
 	it->table = parts[2];
+}
+
+/* --- masking ------------------------------------------------------------------------------ */
+
+#define GATE_MARK "/*sluice-masked:"
+#define GATE_MARKED 4096 /* rewritten queries whose original can be put back in responses */
+
+/* What the rewrite needs for one request, and what it produced. */
+struct masking {
+	const struct mask_rules *rules;
+	const struct policy_subject *sub;
+	char *out;               /* rewritten text of the SQL being handled */
+	size_t cap;
+	int refused;
+	char reason[4096];
+	char *texts[ROUTE_MAX_SQL]; /* rewritten SQL per route_sql, NULL: unchanged */
+};
+
+static pthread_mutex_t marked_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct { char id[17]; char *original; } marked[GATE_MARKED];
+static unsigned marked_next;
+
+/* Remember <original> under a fresh id for gate_restore; writes the id into <id>. */
+static void mark(const char *original, size_t len, char id[17])
+{
+	unsigned char r[8];
+	char *copy = strndup(original, len);
+	int i;
+
+	if (RAND_bytes(r, sizeof(r)) != 1)
+		memset(r, 0, sizeof(r));
+	for (i = 0; i < 8; i++)
+		snprintf(id + 2 * i, 3, "%02x", r[i]);
+	pthread_mutex_lock(&marked_mu);
+	free(marked[marked_next % GATE_MARKED].original);
+	marked[marked_next % GATE_MARKED].original = copy;
+	memcpy(marked[marked_next % GATE_MARKED].id, id, 17);
+	marked_next++;
+	pthread_mutex_unlock(&marked_mu);
+}
+
+static char *original_of(const char *id)
+{
+	char *s = NULL;
+	unsigned i;
+
+	pthread_mutex_lock(&marked_mu);
+	for (i = 0; i < GATE_MARKED && !s; i++)
+		if (marked[i].original && !strncmp(marked[i].id, id, 16))
+			s = strdup(marked[i].original);
+	pthread_mutex_unlock(&marked_mu);
+	return s;
+}
+
+static int mask_lookup(void *ctx, const char *name, int wildcard, struct mask_set *out)
+{
+	struct masking *m = ctx;
+
+	return mask_rules_for(m->rules, m->sub->cgroup, m->sub->groups, m->sub->n_groups, name,
+			      wildcard, out);
+}
+
+/* Rewrite one analyzed SQL text; on success m->texts[k] is the marked, rewritten text. */
+static void rewrite_sql(struct masking *m, int k, const char *text, size_t len,
+			const struct sql_result *r, int legacy)
+{
+	struct mask_report rep;
+	char id[17];
+	int rc;
+
+	if (!m || !m->rules || m->refused)
+		return;
+	if (!m->out || m->cap < len * 8 + 65536) {
+		free(m->out);
+		m->cap = len * 8 + 65536;
+		m->out = malloc(m->cap);
+		if (!m->out) {
+			m->refused = 1;
+			snprintf(m->reason, sizeof(m->reason), "out of memory while masking");
+			return;
+		}
+	}
+	rc = mask_rewrite(text, len, r, legacy, mask_lookup, m, m->out, m->cap, &rep);
+	if (rc || rep.refused) {
+		m->refused = 1;
+		snprintf(m->reason, sizeof(m->reason), "%s", rc ? "the masked query is too long" :
+			 rep.reason);
+		return;
+	}
+	if (!rep.n_refs)
+		return;
+	mark(text, len, id);
+	if (asprintf(&m->texts[k], GATE_MARK "%s*/ %.*s", id, (int)rep.out_len, m->out) < 0)
+		m->texts[k] = NULL;
+}
+
+/* Set the string at dotted <path> ("configuration.query.query") of <root> to <v>. */
+static int set_path(json_t *root, const char *path, const char *v)
+{
+	char key[128];
+	const char *dot;
+	json_t *o = root;
+
+	while ((dot = strchr(path, '.'))) {
+		snprintf(key, sizeof(key), "%.*s", (int)(dot - path), path);
+		o = json_object_get(o, key);
+		if (!json_is_object(o))
+			return -1;
+		path = dot + 1;
+	}
+	return json_object_set_new(o, path, json_string(v));
+}
+
+char *gate_restore(const char *body, size_t len, size_t *outlen)
+{
+	json_t *root, *stack[64], *v;
+	int depth = 0;
+	char *out;
+
+	if (!memmem(body, len, GATE_MARK, sizeof(GATE_MARK) - 1))
+		return NULL;
+	root = json_loadb(body, len, 0, NULL);
+	if (!root)
+		return strdup("{\"error\": {\"code\": 502, \"message\": \"sluice: a response "
+			      "quoting a masked query could not be cleaned, so it is withheld\"}}");
+	stack[depth++] = root;
+	while (depth) { /* every string that is a marked rewrite, at any depth */
+		json_t *o = stack[--depth];
+		const char *k;
+		void *tmp;
+		size_t i;
+
+		if (json_is_object(o)) {
+			json_object_del(o, "queryPlan"); /* plan steps quote the rewrite */
+			json_object_del(o, "timeline");
+			json_object_foreach_safe(o, tmp, k, v) {
+				const char *s = json_string_value(v);
+
+				if (s && !strncmp(s, GATE_MARK, sizeof(GATE_MARK) - 1)) {
+					char *orig = original_of(s + sizeof(GATE_MARK) - 1);
+
+					json_object_set_new(o, k, json_string(orig ? orig :
+						"(this query was rewritten by sluice for masking; the "
+						"original text is no longer known)"));
+					free(orig);
+				} else if ((json_is_object(v) || json_is_array(v)) && depth < 64) {
+					stack[depth++] = v;
+				}
+			}
+		} else if (json_is_array(o)) {
+			json_array_foreach(o, i, v)
+				if ((json_is_object(v) || json_is_array(v)) && depth < 64)
+					stack[depth++] = v;
+		}
+	}
+	out = json_dumps(root, JSON_COMPACT);
+	json_decref(root);
+	if (out)
+		*outlen = strlen(out);
+	return out;
 }
 
 static enum policy_access access_of_route(enum route_access a)
@@ -200,7 +363,7 @@ static json_t *describe_sql(const struct sql_result *r, const char *text)
 /* Analyze one SQL text and add its items. Returns its description or NULL. */
 static json_t *sql_items(struct items *s, const char *op, const char *text, size_t len,
 			 int legacy, int dry_run, const char *project, const char *dataset,
-			 int stmt_base, int *n_stmts, int want)
+			 int stmt_base, int *n_stmts, int want, struct masking *m, int k)
 {
 	struct scratch *sc = len <= GATE_MAX_SQL_BYTES ? scratch_get(len) : NULL;
 	struct sql_result r;
@@ -221,6 +384,7 @@ static json_t *sql_items(struct items *s, const char *op, const char *text, size
 	sql_result_init(&r, sc->stmts, 1024, sc->tables, 4096, sc->toks, (int)sc->max_toks,
 			sc->names, sc->names_cap);
 	sql_analyze(text, len, project, dataset && *dataset ? dataset : NULL, &r);
+	rewrite_sql(m, k, text, len, &r, legacy);
 	for (i = 0; i < r.n_stmts; i++) {
 		const struct sql_stmt *st = &r.stmts[i];
 
@@ -342,12 +506,102 @@ static void finish(const struct policy *policy, const struct policy_subject *sub
 	}
 }
 
+/* Masking for this subject, or none (mk->rules NULL). */
+static void masking_init(struct masking *mk, const struct policy *policy,
+			 const struct policy_subject *sub)
+{
+	memset(mk, 0, sizeof(*mk));
+	mk->rules = policy_masks(policy);
+	mk->sub = sub;
+	if (mk->rules && !mask_rules_any(mk->rules, sub->cgroup, sub->groups, sub->n_groups))
+		mk->rules = NULL;
+}
+
+/* Requests that would read a masked table without SQL to rewrite are refused. */
+static void masked_api(struct masking *mk, const struct route_result *rr)
+{
+	struct mask_set set;
+	char name[3 * ROUTE_ID_MAX + 8];
+	int i;
+
+	if (!mk->rules || mk->refused)
+		return;
+	if (!strcmp(rr->method_id, "bigquery.tabledata.list")) {
+		snprintf(name, sizeof(name), "%s.%s.%s", rr->project, rr->dataset, rr->table);
+		if (mask_lookup(mk, name, 0, &set) > 0) {
+			mk->refused = 1;
+			snprintf(mk->reason, sizeof(mk->reason), "%s has masked columns: read it with a "
+				 "query (SELECT), which returns masked values, not tabledata.list",
+				 name);
+		}
+	}
+	for (i = 0; i < rr->n_sources && !mk->refused; i++) {
+		if (mask_lookup(mk, rr->sources[i], 0, &set) > 0) {
+			mk->refused = 1;
+			if (snprintf(mk->reason, sizeof(mk->reason), "%s has masked columns: copying, "
+				     "snapshotting or extracting it would take the values out unmasked",
+				     rr->sources[i]) < 0)
+				mk->reason[0] = '\0';
+		}
+	}
+}
+
+/* After the decision: a masking refusal overrides it; rewritten SQL goes into the body. */
+static void masking_finish(struct masking *mk, const struct gate_request *req,
+			   const struct route_result *rr, struct gate_verdict *out)
+{
+	json_t *root = NULL;
+	int k, any = 0;
+
+	for (k = 0; k < ROUTE_MAX_SQL; k++)
+		any |= mk->texts[k] != NULL;
+	if (!mk->refused && any && req) {
+		if (req->content_encoding && *req->content_encoding) {
+			mk->refused = 1;
+			snprintf(mk->reason, sizeof(mk->reason), "a query on masked tables must be "
+				 "sent uncompressed (no Content-Encoding) so that it can be rewritten");
+		} else if (!(root = json_loadb(req->body, req->body_len, 0, NULL))) {
+			mk->refused = 1;
+			snprintf(mk->reason, sizeof(mk->reason), "the request body could not be "
+				 "rewritten for masking");
+		}
+		for (k = 0; root && k < rr->n_sql && !mk->refused; k++)
+			if (mk->texts[k] && set_path(root, rr->sql[k].field, mk->texts[k])) {
+				mk->refused = 1;
+				snprintf(mk->reason, sizeof(mk->reason), "field %s could not be "
+					 "rewritten for masking", rr->sql[k].field);
+			}
+		if (!mk->refused && root)
+			out->body = json_dumps(root, JSON_COMPACT);
+		json_decref(root);
+	}
+	if (mk->refused) {
+		out->d.verdict = POLICY_DENY;
+		out->d.rule = "masking";
+		out->d.item = -1;
+		if (snprintf(out->d.reason, sizeof(out->d.reason), "sluice: masking: %s",
+			     mk->reason) >= (int)sizeof(out->d.reason))
+			memcpy(out->d.reason + sizeof(out->d.reason) - 4, "...", 4);
+		out->status = 403;
+		free(out->body);
+		out->body = NULL;
+	}
+	for (k = ROUTE_MAX_SQL - 1; k >= 0; k--) {
+		if (mk->texts[k] && !out->rewritten_sql && !mk->refused)
+			out->rewritten_sql = mk->texts[k];
+		else
+			free(mk->texts[k]);
+	}
+	free(mk->out);
+}
+
 int gate_decide(const struct policy *policy, const struct policy_subject *subject,
 		const struct gate_request *req, int want, struct gate_verdict *out)
 {
 	struct scratch *sc = scratch_get(0);
 	struct items *s = sc ? &sc->items : NULL;
 	struct route_result rr;
+	struct masking mk;
 	json_t *statements = NULL, *d;
 	const char *project;
 	int i, n, base = 0;
@@ -367,11 +621,13 @@ int gate_decide(const struct policy *policy, const struct policy_subject *subjec
 		return 0;
 	}
 	project = rr.default_project[0] ? rr.default_project : rr.project;
+	masking_init(&mk, policy, subject);
 	for (i = 0; i < rr.n_sql; i++) {
 		if (rr.sql[i].non_sql)
 			continue; /* a JAVASCRIPT/PYTHON routine body: the routine item decides */
 		d = sql_items(s, rr.method_id, rr.sql[i].text, rr.sql[i].len, rr.sql[i].legacy,
-			      rr.dry_run, project, rr.default_dataset, base, &n, want);
+			      rr.dry_run, project, rr.default_dataset, base, &n, want,
+			      mk.rules ? &mk : NULL, i);
 		base += n;
 		if (d && !statements)
 			statements = json_array();
@@ -380,7 +636,9 @@ int gate_decide(const struct policy *policy, const struct policy_subject *subjec
 		json_decref(d);
 	}
 	api_items(s, &rr);
+	masked_api(&mk, &rr);
 	finish(policy, subject, s, statements, want, out);
+	masking_finish(&mk, req, &rr, out);
 	route_result_free(&rr);
 	return 0;
 }
@@ -391,6 +649,7 @@ int gate_explain_sql(const struct policy *policy, const struct policy_subject *s
 {
 	struct scratch *sc = scratch_get(0);
 	struct items *s = sc ? &sc->items : NULL;
+	struct masking mk;
 	json_t *statements;
 	int n;
 
@@ -399,13 +658,23 @@ int gate_explain_sql(const struct policy *policy, const struct policy_subject *s
 		refuse(out, 403, "out of memory");
 		return -1;
 	}
+	masking_init(&mk, policy, subject);
 	s->n = s->overflow = 0;
 	s->used = 0;
 	out->method_id = "bigquery.jobs.query";
 	out->d.verdict = POLICY_DENY;
 	out->d.rule = "";
-	statements = sql_items(s, "bigquery.jobs.query", sql, len, 0, 0, project, dataset, 0, &n, 1);
+	statements = sql_items(s, "bigquery.jobs.query", sql, len, 0, 0, project, dataset, 0, &n, 1,
+			       mk.rules ? &mk : NULL, 0);
 	finish(policy, subject, s, statements, 1, out);
+	if (mk.texts[0] && !mk.refused) { /* explain shows the rewrite without its marker */
+		const char *t = strstr(mk.texts[0], "*/ ");
+
+		out->rewritten_sql = strdup(t ? t + 3 : mk.texts[0]);
+		free(mk.texts[0]);
+		mk.texts[0] = NULL;
+	}
+	masking_finish(&mk, NULL, NULL, out);
 	return 0;
 }
 
@@ -413,4 +682,8 @@ void gate_verdict_free(struct gate_verdict *v)
 {
 	json_decref(v->analysis);
 	v->analysis = NULL;
+	free(v->body);
+	v->body = NULL;
+	free(v->rewritten_sql);
+	v->rewritten_sql = NULL;
 }

@@ -7,7 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
+
 #include "jsonpos.h"
+#include "mask.h"
 #include "policy.h"
 
 #define POLICY_MAX_FILE (4 << 20)
@@ -37,7 +42,13 @@ struct policy {
 	enum policy_verdict dflt;
 	struct group groups[POLICY_MAX_LIST];
 	int n_groups;
+	struct mask_rules *masks;
 };
+
+const struct mask_rules *policy_masks(const struct policy *p)
+{
+	return p ? p->masks : NULL;
+}
 
 static const char *const access_names[POLICY_ACCESS_COUNT] = {
 	"read-data", "read-metadata", "write-data", "ddl", "iam", "job-control",
@@ -215,6 +226,43 @@ static void load_rule(struct ctx *c, json_t *r, int idx, struct rule *out, struc
 	}
 }
 
+/* The "masks" section (mask.c validates it; its errors name the key path, to which the line
+ * is added here) and the tokenize key: a root-only file, or random bytes for this process. */
+static void load_masks(struct ctx *c, json_t *root, struct policy *p)
+{
+	json_t *m = json_object_get(root, "masks");
+	const char *kf = json_string_value(json_object_get(root, "mask_key_file"));
+	unsigned char key[64];
+	char merr[400], kp[256];
+	struct stat st;
+	size_t n = 0;
+	FILE *f;
+
+	if (!m)
+		return;
+	if (mask_rules_load(m, &p->masks, merr, sizeof(merr))) {
+		size_t k = strcspn(merr, ": ");
+
+		snprintf(kp, sizeof(kp), "%.*s", (int)k, merr);
+		fail(c, kp, "%s", merr[k] ? merr + k + 2 : merr);
+		return;
+	}
+	if (kf) {
+		f = fopen(kf, "re");
+		if (!f || fstat(fileno(f), &st) || (st.st_mode & 077) ||
+		    (n = fread(key, 1, sizeof(key), f)) < 16)
+			fail(c, "mask_key_file", "%s: must be a file of at least 16 random bytes that "
+			     "only its owner can read (chmod 600)", kf);
+		if (f)
+			fclose(f);
+	} else {
+		n = RAND_bytes(key, 32) == 1 ? 32 : 0; /* tokens then last as long as the process */
+	}
+	if (!c->failed && (n < 16 || mask_rules_set_key(p->masks, key, n)))
+		fail(c, "mask_key_file", "the tokenize key could not be set");
+	OPENSSL_cleanse(key, sizeof(key));
+}
+
 struct policy *policy_load(const char *path, char *err, size_t errlen)
 {
 	struct ctx c = { .file = path, .err = err, .errlen = errlen };
@@ -251,10 +299,11 @@ struct policy *policy_load(const char *path, char *err, size_t errlen)
 	}
 	json_object_foreach(root, key, v) {
 		if (strcmp(key, "rules") && strcmp(key, "default") && strcmp(key, "description") &&
-		    strcmp(key, "groups"))
+		    strcmp(key, "groups") && strcmp(key, "masks") && strcmp(key, "mask_key_file"))
 			fail(&c, key, "unknown key; a policy has \"description\", \"groups\", "
-				      "\"default\" and \"rules\"");
+				      "\"default\", \"rules\", \"masks\" and \"mask_key_file\"");
 	}
+	load_masks(&c, root, p);
 	v = json_object_get(root, "groups");
 	if (v && (!json_is_object(v) || json_object_size(v) > POLICY_MAX_LIST))
 		fail(&c, "groups", "must be an object mapping a group name to cgroup path globs, "
@@ -315,6 +364,7 @@ void policy_free(struct policy *p)
 
 	if (!p)
 		return;
+	mask_rules_free(p->masks);
 	for (i = 0; i < p->n_groups; i++) {
 		free(p->groups[i].name);
 		list_free(&p->groups[i].cgroups);

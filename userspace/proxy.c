@@ -85,6 +85,8 @@ struct conn {
 	enum jobs_poll poll;
 	char poll_project[128], poll_job[APPROVE_JOB_ID_LEN], poll_loc[64];
 	char *submit_body;       /* the approved job, sent instead of the agent's poll */
+	char *up_body;           /* the request body with its SQL rewritten for masking */
+	char *rewritten_sql;     /* ... that SQL, for the recording */
 	int recording;           /* the request's record is on its way to disk */
 	uint64_t forwarded_ms;   /* when the request left for BigQuery (for the latency) */
 	int rec_status;          /* its outcome, from the recorder's thread */
@@ -225,6 +227,8 @@ static void conn_free(struct conn *c)
 	free(c->req_h);
 	free(c->res_h);
 	free(c->submit_body);
+	free(c->up_body);
+	free(c->rewritten_sql);
 	free(c);
 	count_conns--;
 }
@@ -595,11 +599,14 @@ static void peek(struct conn *c)
 
 /* --- HTTP relay ---------------------------------------------------------------------------- */
 
+/* Headers that do not go upstream: hop-by-hop ones, those sluice rewrites, and
+ * Accept-Encoding: sluice reads every response (to put back the agent's own SQL, to mask,
+ * to record), so BigQuery answers it uncompressed. */
 static int is_hop_by_hop(struct http1_slice n)
 {
 	static const char *const hop[] = { "connection", "keep-alive", "proxy-connection",
 		"proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade",
-		"content-length", "expect", NULL };
+		"content-length", "expect", "accept-encoding", NULL };
 	int i;
 
 	for (i = 0; hop[i]; i++)
@@ -628,6 +635,10 @@ static int send_request(struct conn *c, const char *body, size_t body_len)
 	int rc = 0;
 	const struct http1_request *r = &c->req;
 
+	if (c->up_body) { /* the same request, its SQL rewritten for masking */
+		body = c->up_body;
+		body_len = strlen(c->up_body);
+	}
 	if (c->submit_body) { /* the approved job goes up in place of the agent's poll */
 		snprintf(num, sizeof(num), "POST /bigquery/v2/projects/");
 		out_str(&b, num);
@@ -1043,10 +1054,20 @@ static int decide(struct conn *c)
 	sub.n_groups = policy_groups_of(c->env->policy, c->cgroup, groups, POLICY_MAX_LIST);
 	gate_decide(c->env->policy, &sub, &g, 0, &v);
 	c->rule = v.d.rule;
+	free(c->up_body);
+	free(c->rewritten_sql);
+	c->up_body = v.body; /* masking: what goes upstream instead of the agent's body */
+	c->rewritten_sql = v.rewritten_sql;
+	v.body = v.rewritten_sql = NULL;
 	if (v.d.verdict == POLICY_ALLOW)
 		return 1;
-	if (v.d.verdict == POLICY_APPROVE && c->env->approve)
+	if (v.d.verdict == POLICY_APPROVE && c->env->approve) {
+		if (c->up_body) { /* the job to submit once approved is the masked one */
+			g.body = c->up_body;
+			g.body_len = strlen(c->up_body);
+		}
 		return approval_request(c, &g, &sub, &v);
+	}
 	snprintf(msg, sizeof(msg), "%s", v.d.reason);
 	log_info("proxy", "refused %s from %s (%s): %s", v.method_id ? v.method_id : method,
 		 c->origin.comm, c->cgroup, msg);
@@ -1108,6 +1129,8 @@ static json_t *request_fields(struct conn *c, const char *decision, const char *
 	}
 	if (o && c->submit_body)
 		json_object_set_new(o, "submitted_job", json_string(c->submit_body));
+	if (o && c->rewritten_sql)
+		json_object_set_new(o, "rewritten_sql", json_string(c->rewritten_sql));
 	return o;
 }
 
@@ -1372,6 +1395,17 @@ static void parse_response(struct conn *c)
 			parse_response(c);
 			return;
 		}
+		{
+			const struct http1_header *ce = http1_find(c->res.headers, c->res.num_headers,
+								   "content-encoding");
+
+			if (ce && !http1_slice_ieq(ce->value, "identity")) {
+				/* sluice asked for no encoding: it reads every response it relays */
+				deny(c, 502, "UNAVAILABLE", "backendError", "sluice: BigQuery answered "
+				     "with a compressed body it was not asked for; nothing is relayed");
+				return;
+			}
+		}
 		c->res_head_len = (size_t)rc;
 		c->res_body_have = 0;
 		c->res_in_body = 1;
@@ -1440,10 +1474,29 @@ static void parse_response(struct conn *c)
 	}
 	free(c->submit_body); /* a failed submit: the agent gets BigQuery's error */
 	c->submit_body = NULL;
+	free(c->up_body);
+	c->up_body = NULL;
+	{
+		/* job metadata must show the agent its own query, never the masking rewrite */
+		size_t rlen = 0;
+		char *restored = gate_restore(u->in.p + c->res_head_len, body_len, &rlen);
+
+		if (restored) {
+			int failed = send_response(c, restored, rlen);
+
+			free(restored);
+			if (failed) {
+				conn_close(c, "out of memory");
+				return;
+			}
+			goto sent;
+		}
+	}
 	if (send_response(c, u->in.p + c->res_head_len, body_len)) {
 		conn_close(c, "out of memory");
 		return;
 	}
+sent:
 	if (c->env->rec) {
 		json_t *f = json_pack("{s:i, s:s%, s:I}", "status", c->res.status, "path",
 				      c->req.target.p, (size_t)c->req.target.len, "latency_ms",
