@@ -9,6 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct identity_conf;
+struct cred_conf;
+
 #define CONF_MAX_LIST 64       /* entries in any list */
 #define CONF_MAX_FILE (1 << 20) /* bytes in the configuration file */
 
@@ -81,6 +84,13 @@ struct sluice_conf {
 	unsigned approver_uids[CONF_MAX_LIST];
 	int n_approver_uids;
 	struct conf_strlist approver_groups;
+
+	/* "identity": the agents' OIDC issuers and sluice tokens (identity.h); NULL when the
+	 * section is absent: agents' bearers are then relayed unchecked */
+	struct identity_conf *identity;
+	/* "credential": sluiced's own Google credential (cred.h); NULL when absent: the
+	 * agent's Authorization header is relayed to BigQuery as it is */
+	struct cred_conf *cred;
 };
 
 /* Load and validate <path> into <conf> (zeroed first). Returns 0, or -1 with a message in

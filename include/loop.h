@@ -20,6 +20,8 @@ struct tls_server;
 struct policy;
 struct approve;
 struct rec;
+struct identity;
+struct cred;
 
 enum op_kind { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_CONNECT, OP_TIMER, OP_WAKE };
 
@@ -41,6 +43,13 @@ struct loop_env {
 	struct policy *policy;
 	struct approve *approve;           /* pending approvals (shared by every environment) */
 	struct rec *rec;                   /* session recordings (shared likewise) */
+	/* Identity (access.c): the agents' OIDC verifier and sluice-token key, NULL when the
+	 * configuration has no "identity" section. Created once at start and shared by every
+	 * environment: a reload keeps it (and so the outstanding sluice tokens) as it is. */
+	struct identity *identity;
+	/* sluiced's own Google credential put on forwarded BigQuery requests, NULL when the
+	 * configuration has no "credential" section (the agent's header is then relayed). */
+	struct cred *cred;
 };
 
 /* Start <nworkers> workers (0: online CPUs). Returns NULL with <err> set. */

@@ -12,6 +12,8 @@
 #include <strings.h>
 
 #include "conf.h"
+#include "cred.h"
+#include "identity.h"
 #include "jsonpos.h"
 #include "log.h"
 
@@ -470,11 +472,48 @@ static void load_approvals(struct ctx *c, json_t *root, struct sluice_conf *conf
 	get_strlist(c, o, "approvers", "groups", &conf->approver_groups, NULL, 0);
 }
 
+/* "identity" and "credential": validated by their modules, with the same FILE:LINE errors. */
+static void load_identity(struct ctx *c, json_t *root, struct sluice_conf *conf)
+{
+	json_t *o = json_object_get(root, "identity");
+	char err[512] = "";
+
+	if (o) {
+		conf->identity = calloc(1, sizeof(*conf->identity));
+		if (!conf->identity ||
+		    identity_conf_load(o, "identity", c->file, c->text, c->len, conf->identity,
+				       err, sizeof(err))) {
+			free(conf->identity);
+			conf->identity = NULL;
+			if (!c->failed++)
+				snprintf(c->err, c->errlen, "%s", err[0] ? err : "out of memory");
+		} else if (!conf->identity->n_issuers) {
+			fail(c, "identity", "needs at least one entry in \"issuers\" (the OIDC "
+				 "issuer of the agents' tokens); remove the section to run without "
+				 "identity");
+		}
+	}
+	o = json_object_get(root, "credential");
+	if (o) {
+		conf->cred = calloc(1, sizeof(*conf->cred));
+		if (!conf->cred ||
+		    cred_conf_load(o, "credential", c->file, c->text, c->len, conf->cred, err,
+				   sizeof(err))) {
+			free(conf->cred);
+			conf->cred = NULL;
+			if (!c->failed++)
+				snprintf(c->err, c->errlen, "%s", err[0] ? err : "out of memory");
+		} else if (!conf->cred->name) {
+			conf->cred->name = strdup("bigquery");
+		}
+	}
+}
+
 static void load_root(struct ctx *c, json_t *root, struct sluice_conf *conf)
 {
 	static const char *const known[] = { "workers", "log_level", "listen_port", "enforce",
 		"intercept", "ca", "upstream", "limits", "record", "control", "policy", "approvals",
-		"approvers", NULL };
+		"approvers", "identity", "credential", NULL };
 	static const char *const levels[] = { "error", "warning", "info", "debug" };
 	json_t *o, *lv;
 	int i;
@@ -523,6 +562,7 @@ static void load_root(struct ctx *c, json_t *root, struct sluice_conf *conf)
 	if (o)
 		known_keys(c, o, "control", (const char *const[]){ "socket", NULL });
 	conf->control_socket = get_str(c, o, "control", "socket", "/run/sluice/sluice.sock");
+	load_identity(c, root, conf);
 }
 
 int conf_load(const char *path, struct sluice_conf *conf, char *err, size_t errlen)
@@ -598,5 +638,11 @@ void conf_free(struct sluice_conf *conf)
 	free(conf->record_dir);
 	free(conf->record_key);
 	free(conf->control_socket);
+	if (conf->identity)
+		identity_conf_free(conf->identity);
+	free(conf->identity);
+	if (conf->cred)
+		cred_conf_free(conf->cred);
+	free(conf->cred);
 	memset(conf, 0, sizeof(*conf));
 }

@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "approve.h"
 #include "gate.h"
 #include "jobs.h"
@@ -99,6 +100,9 @@ struct conn {
 	socklen_t up_len;
 	struct tls_client *up_tls;
 	int close_after_send;
+	/* the identity step of the request being relayed (access.c): the Authorization header
+	 * that goes upstream, the identity's groups; kept until the next request */
+	struct access_result access;
 	/* the request being relayed */
 	struct http1_request req;
 	struct http1_header *req_h;
@@ -224,6 +228,7 @@ static void conn_free(struct conn *c)
 		buf_free(&c->s[i].out);
 		buf_free(&c->s[i].q);
 	}
+	access_result_free(&c->access);
 	free(c->req_h);
 	free(c->res_h);
 	free(c->submit_body);
@@ -654,12 +659,18 @@ static int send_request(struct conn *c, const char *body, size_t body_len)
 	}
 	for (i = 0; i < r->num_headers; i++) {
 		if (is_hop_by_hop(r->headers[i].name) ||
+		    http1_slice_ieq(r->headers[i].name, "authorization") ||
 		    (c->submit_body && (http1_slice_ieq(r->headers[i].name, "content-type") ||
 					http1_slice_ieq(r->headers[i].name, "content-encoding"))))
 			continue;
 		out_append(&b, r->headers[i].name.p, r->headers[i].name.len);
 		out_str(&b, ": ");
 		out_append(&b, r->headers[i].value.p, r->headers[i].value.len);
+		out_str(&b, "\r\n");
+	}
+	if (c->access.authorization[0]) { /* decided by access_request: sluiced's or as it was */
+		out_str(&b, "Authorization: ");
+		out_str(&b, c->access.authorization);
 		out_str(&b, "\r\n");
 	}
 	out_str(&b, "Via: 1.1 sluice\r\n");
@@ -1038,20 +1049,23 @@ static int decide(struct conn *c)
 				  .body = c->s[CLI].in.p + c->head_len, .body_len = c->body_len };
 	char method[32], override[32], ctype[256], cenc[64], msg[700];
 	struct gate_verdict v;
+	int i;
 
-	/* Token endpoints are relayed as they are until sluiced answers them itself (identity). */
-	if (!strcasecmp(c->sni, "oauth2.googleapis.com") || !strcasecmp(c->sni, "sts.googleapis.com") ||
-	    !strcasecmp(c->sni, "iamcredentials.googleapis.com"))
-		return 1;
 	if (c->req.method.len >= sizeof(method))
 		return deny(c, 405, "INVALID_ARGUMENT", "badRequest", "sluice: unknown method"), 0;
 	memcpy(method, c->req.method.p, c->req.method.len);
 	method[c->req.method.len] = '\0';
+	/* Token endpoints without identity are relayed as they are. */
+	if (!strcasecmp(c->sni, "oauth2.googleapis.com") || !strcasecmp(c->sni, "sts.googleapis.com") ||
+	    !strcasecmp(c->sni, "iamcredentials.googleapis.com"))
+		return 1;
 	g.method = method;
 	g.method_override = header(&c->req, "x-http-method-override", override, sizeof(override));
 	g.content_type = header(&c->req, "content-type", ctype, sizeof(ctype));
 	g.content_encoding = header(&c->req, "content-encoding", cenc, sizeof(cenc));
 	sub.n_groups = policy_groups_of(c->env->policy, c->cgroup, groups, POLICY_MAX_LIST);
+	for (i = 0; i < c->access.n_groups && sub.n_groups < POLICY_MAX_LIST; i++)
+		groups[sub.n_groups++] = c->access.groups[i];
 	gate_decide(c->env->policy, &sub, &g, 0, &v);
 	c->rule = v.d.rule;
 	free(c->up_body);
@@ -1077,6 +1091,40 @@ static int decide(struct conn *c)
 	return 0;
 }
 
+/* The identity step (access.c): token exchanges answered here, the agent's bearer checked,
+ * the Authorization that goes upstream chosen. Returns 1 when the request may go on. */
+static int access_step(struct conn *c)
+{
+	const struct http1_header *h = http1_find(c->req.headers, c->req.num_headers,
+						  "authorization");
+	char method[32], *az;
+
+	if (c->req.method.len >= sizeof(method))
+		return deny(c, 405, "INVALID_ARGUMENT", "badRequest", "sluice: unknown method"), 0;
+	memcpy(method, c->req.method.p, c->req.method.len);
+	method[c->req.method.len] = '\0';
+	az = h ? strndup(h->value.p, h->value.len) : NULL;
+	access_result_free(&c->access);
+	access_request(c->env, c->sni, method, c->req.target.p, c->req.target.len, az,
+		       c->s[CLI].in.p + c->head_len, c->body_len, c->origin.cgroup_id, time(NULL),
+		       &c->access);
+	free(az);
+	switch (c->access.action) {
+	case ACCESS_ANSWER:
+		record_note(c, "request", request_fields(c, "answered", "identity", NULL));
+		reply(c, c->access.status, c->access.body);
+		return 0;
+	case ACCESS_REFUSE:
+		log_info("proxy", "refused %s %s from %s (%s): %s", method, c->sni, c->origin.comm,
+			 c->cgroup, c->access.message);
+		record_note(c, "request", request_fields(c, "deny", "identity", c->access.message));
+		deny(c, c->access.status, c->access.status_name, c->access.reason, c->access.message);
+		return 0;
+	default:
+		return 1;
+	}
+}
+
 /* The request is complete in s[CLI].in: check it and relay it. */
 static void request_ready(struct conn *c)
 {
@@ -1088,6 +1136,8 @@ static void request_ready(struct conn *c)
 		     "sluice: the Host header does not match the TLS server name");
 		return;
 	}
+	if (!access_step(c))
+		return;
 	switch (approval_poll(c, 0)) {
 	case 1:
 		return;
@@ -1127,6 +1177,8 @@ static json_t *request_fields(struct conn *c, const char *decision, const char *
 		rec_put_body(o, "body", c->s[CLI].in.p + c->head_len, c->body_len,
 			     conf->record_body_bytes);
 	}
+	if (o && c->access.subject[0]) /* the verified OIDC subject, besides the container */
+		json_object_set_new(o, "subject", json_string(c->access.subject));
 	if (o && c->submit_body)
 		json_object_set_new(o, "submitted_job", json_string(c->submit_body));
 	if (o && c->rewritten_sql)

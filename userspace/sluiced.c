@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,9 @@
 
 #include "approve.h"
 #include "conf.h"
+#include "cred.h"
 #include "ctlsock.h"
+#include "identity.h"
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
@@ -46,6 +49,13 @@ struct daemon {
 	struct ctlsock *ctlsock;
 	struct redirect *redirect;
 	struct tls_ca *ca;
+	/* Identity and credential live for the whole run, shared by every environment. The
+	 * identity (its token key and JWKS caches) is never rebuilt on reload, so the sluice
+	 * tokens agents hold stay valid; JWKS files are re-read by it when they change. The
+	 * credential re-reads its key file on SIGHUP. Changing either section needs a restart
+	 * (with identity.hmac_key_file, tokens also survive the restart). */
+	struct identity *identity;
+	struct cred *cred;
 	struct loop *loop;
 	struct loop_env *env;
 	struct loop_env *old_envs[64];
@@ -84,6 +94,8 @@ static struct loop_env *make_env(struct daemon *d, struct sluice_conf *conf, cha
 	env->redirect = d->redirect;
 	env->approve = d->approve;
 	env->rec = d->rec;
+	env->identity = d->identity;
+	env->cred = d->cred;
 	env->policy = policy_load(conf->policy, err, errlen);
 	if (!env->policy) {
 		free(env);
@@ -265,6 +277,143 @@ static void scan_enforced(struct daemon *d)
 	}
 }
 
+/* --- identity and credential ------------------------------------------------------------- */
+
+/* Remote JWKS fetches run on their own thread: the callback is called from a worker (inside
+ * a token verification) that must not block on the network. */
+static atomic_int jwks_fetches; /* fetch threads running */
+
+struct jwks_job {
+	struct identity *id;
+	char *issuer, *uri;
+};
+
+static void *jwks_fetch_thread(void *arg)
+{
+	struct jwks_job *j = arg;
+	char err[256], err2[256];
+	char *body = NULL;
+	int status = 0;
+
+	if (cred_http_get(j->uri, NULL, NULL, 0, &status, &body, err, sizeof(err)))
+		log_warn("identity", "JWKS of %s from %s: %s", j->issuer, j->uri, err);
+	else if (status != 200)
+		log_warn("identity", "JWKS of %s from %s: HTTP %d", j->issuer, j->uri, status);
+	else if (identity_jwks_set(j->id, j->issuer, body, strlen(body), err2, sizeof(err2)))
+		log_warn("identity", "JWKS of %s from %s refused: %s", j->issuer, j->uri, err2);
+	else
+		log_info("identity", "JWKS of %s refreshed from %s", j->issuer, j->uri);
+	free(body);
+	free(j->issuer);
+	free(j->uri);
+	free(j);
+	atomic_fetch_sub(&jwks_fetches, 1);
+	return NULL;
+}
+
+static int jwks_fetch(void *arg, const struct identity_issuer *iss, char **json, size_t *len,
+		      char *err, size_t errlen)
+{
+	struct jwks_job *j = calloc(1, sizeof(*j));
+	pthread_attr_t a;
+	pthread_t t;
+	int rc;
+
+	if (!j || !(j->issuer = strdup(iss->issuer)) || !(j->uri = strdup(iss->jwks_uri))) {
+		if (j)
+			free(j->issuer);
+		free(j);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	j->id = arg;
+	atomic_fetch_add(&jwks_fetches, 1);
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&t, &a, jwks_fetch_thread, j);
+	pthread_attr_destroy(&a);
+	if (rc) {
+		atomic_fetch_sub(&jwks_fetches, 1);
+		free(j->issuer);
+		free(j->uri);
+		free(j);
+		snprintf(err, errlen, "cannot start the JWKS fetch: %s", strerror(rc));
+		return -rc;
+	}
+	return -EINPROGRESS;
+}
+
+/* Build the identity and the credential the configuration asks for (none: NULL). The
+ * credential's thread is started by start_identity, not here (--check builds without). */
+static int make_identity(struct daemon *d, char *err, size_t errlen)
+{
+	if (d->conf->identity) {
+		d->identity = identity_new(d->conf->identity, err, errlen);
+		if (!d->identity)
+			return -1;
+		identity_set_fetch(d->identity, jwks_fetch, d->identity);
+	}
+	if (d->conf->cred) {
+		d->cred = cred_new(d->conf->cred, err, errlen);
+		if (!d->cred)
+			return -1;
+	}
+	if (d->identity && !d->cred)
+		log_warn("identity", "identity without a \"credential\": agents' sluice tokens are "
+			 "relayed to BigQuery as they are, which Google refuses");
+	return 0;
+}
+
+static int start_identity(struct daemon *d, char *err, size_t errlen)
+{
+	int i;
+
+	if (d->identity) {
+		/* issuers known by URI only: first keys now (blocking is fine before serving) */
+		for (i = 0; i < d->conf->identity->n_issuers; i++) {
+			const struct identity_issuer *is = &d->conf->identity->issuers[i];
+			char e[256];
+			char *body = NULL;
+			int status = 0;
+
+			if (!is->jwks_uri || identity_jwks_count(d->identity, is->issuer) > 0)
+				continue;
+			if (cred_http_get(is->jwks_uri, NULL, NULL, 0, &status, &body, e, sizeof(e)) ||
+			    status != 200 ||
+			    identity_jwks_set(d->identity, is->issuer, body, strlen(body), e, sizeof(e)))
+				log_warn("identity", "no keys yet for %s from %s (%s); retried on the "
+					 "first token", is->issuer, is->jwks_uri,
+					 status && status != 200 ? "not HTTP 200" : e);
+			free(body);
+		}
+		log_info("identity", "%d OIDC issuer(s); sluice tokens live %d s",
+			 d->conf->identity->n_issuers, d->conf->identity->token_ttl_s);
+	}
+	if (d->cred) {
+		if (cred_start(d->cred, err, errlen))
+			return -1;
+		log_info("identity", "credential %s: refreshing sluiced's Google token",
+			 d->conf->cred->name ? d->conf->cred->name : "default");
+	}
+	return 0;
+}
+
+/* On reload: the identity and credential objects stay; say what a restart would change. */
+static void reload_identity(struct daemon *d, const struct sluice_conf *next)
+{
+	char err[512];
+
+	if (!next->identity != !d->identity)
+		log_warn("conf", "reload: the \"identity\" section was %s; restart sluiced to "
+			 "apply it (outstanding sluice tokens are kept until then)",
+			 next->identity ? "added" : "removed");
+	if (!next->cred != !d->cred)
+		log_warn("conf", "reload: the \"credential\" section was %s; restart sluiced to "
+			 "apply it", next->cred ? "added" : "removed");
+	if (d->cred && cred_reload(d->cred, err, sizeof(err)))
+		log_err("conf", "reload: credential not reloaded, the running one stays: %s", err);
+}
+
 /* Reload on SIGHUP: a configuration that does not validate or apply is refused and the
  * running one stays in force (fail closed: never half-apply what can be refused first). */
 static void reload(struct daemon *d)
@@ -287,6 +436,7 @@ static void reload(struct daemon *d)
 		log_err("conf", "reload refused: %s", err);
 		goto refuse;
 	}
+	reload_identity(d, next);
 	if (redirect_apply(d->redirect, next, err, sizeof(err))) {
 		log_err("conf", "reload: enforcement partly applied: %s", err);
 	}
@@ -342,6 +492,8 @@ static int run(struct daemon *d, char *err, size_t errlen)
 		return -1;
 	d->redirect = redirect_open(d->conf, on_event, d, err, errlen);
 	if (!d->redirect)
+		return -1;
+	if (make_identity(d, err, errlen) || start_identity(d, err, errlen))
 		return -1;
 	d->env = make_env(d, d->conf, err, errlen);
 	if (!d->env)
@@ -427,6 +579,16 @@ int main(int argc, char **argv)
 	}
 	log_set_level((enum log_level)d.conf->log_level);
 	if (check) {
+		/* the identity's JWKS and key files and the credential's key file too */
+		rc = make_identity(&d, err, sizeof(err));
+		cred_free(d.cred);
+		identity_free(d.identity);
+		if (rc) {
+			fprintf(stderr, "sluiced: configuration error: %s\n", err);
+			conf_free(d.conf);
+			free(d.conf);
+			return 2;
+		}
 		printf("%s: valid\n", config);
 		conf_free(d.conf);
 		free(d.conf);
@@ -462,6 +624,11 @@ int main(int argc, char **argv)
 		free(d.conf);
 	}
 	redirect_close(d.redirect);
+	cred_free(d.cred);
+	for (i = 0; i < 100 && atomic_load(&jwks_fetches) > 0; i++)
+		usleep(100000); /* a JWKS fetch still running uses the identity */
+	if (!atomic_load(&jwks_fetches))
+		identity_free(d.identity);
 	ctlsock_stop(d.ctlsock);
 	approve_close(d.approve);
 	rec_close(d.rec); /* last: it writes the shutdown checkpoints */

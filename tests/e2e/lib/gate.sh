@@ -39,16 +39,81 @@ gate_standin() {
   STANDIN_PORT=$(cat "$GATE_DIR/standin.port")
 }
 
-# gate_config CGROUP [EXTRA_JSON]: sluice CA and configuration enforcing CGROUP.
+# --- GATE_IDENTITY=1: agents prove who they are with OIDC, sluiced holds the Google key ----
+# The test issuer (an RSA key and its JWKS, made here), the audience its tokens carry, and the
+# workload identity provider the agents' external_account credentials name.
+GATE_OIDC_ISSUER="https://oidc.sluice.test"
+GATE_OIDC_AUDIENCE="sluice-e2e"
+GATE_STS_AUDIENCE="//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/sluice/providers/e2e"
+
+# gate_oidc_issuer: $GATE_DIR/oidc/issuer.key (0600) and jwks.json; and sluiced's own
+# service-account key ($GATE_DIR/sluiced-key.json, 0600, root only) whose token_uri is
+# Google's: the credential override sends it to the stand-in's /token.
+gate_oidc_issuer() {
+  mkdir -p "$GATE_DIR/oidc"
+  GATE_DIR="$GATE_DIR" node -e '
+    const c = require("crypto"), fs = require("fs"), d = process.env.GATE_DIR;
+    const { privateKey, publicKey } = c.generateKeyPairSync("rsa", { modulusLength: 2048 });
+    fs.writeFileSync(d + "/oidc/issuer.key", privateKey.export({ type: "pkcs8", format: "pem" }),
+                     { mode: 0o600 });
+    const jwk = publicKey.export({ format: "jwk" });
+    Object.assign(jwk, { kid: "e2e-1", alg: "RS256", use: "sig" });
+    fs.writeFileSync(d + "/oidc/jwks.json", JSON.stringify({ keys: [jwk] }));
+    const sa = c.generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey;
+    fs.writeFileSync(d + "/sluiced-key.json", JSON.stringify({ type: "service_account",
+      project_id: "demo-project", private_key_id: "sluiced-1",
+      client_email: "sluiced@demo-project.iam.gserviceaccount.com", client_id: "2",
+      token_uri: "https://oauth2.googleapis.com/token",
+      private_key: sa.export({ type: "pkcs8", format: "pem" }) }), { mode: 0o600 });' || return 1
+  chmod 600 "$GATE_DIR/sluiced-key.json" "$GATE_DIR/oidc/issuer.key"
+}
+
+# gate_oidc_token SUB GROUPS_JSON OUT [TTL_S]: an OIDC token of the test issuer.
+gate_oidc_token() {
+  GATE_DIR="$GATE_DIR" SUB=$1 GRPS=$2 OUT=$3 TTL=${4:-3600} ISS=$GATE_OIDC_ISSUER \
+  AUD=$GATE_OIDC_AUDIENCE node -e '
+    const c = require("crypto"), fs = require("fs"), e = process.env;
+    const b64 = o => Buffer.from(JSON.stringify(o)).toString("base64url");
+    const now = Math.floor(Date.now() / 1000);
+    const data = b64({ alg: "RS256", typ: "JWT", kid: "e2e-1" }) + "." +
+      b64({ iss: e.ISS, aud: e.AUD, sub: e.SUB, groups: JSON.parse(e.GRPS), iat: now - 5,
+            exp: now + Number(e.TTL) });
+    const key = fs.readFileSync(e.GATE_DIR + "/oidc/issuer.key");
+    fs.writeFileSync(e.OUT, data + "." + c.sign("sha256", Buffer.from(data), key).toString("base64url"));'
+}
+
+# gate_external_account TOKEN_FILE OUT: the agent's Google credential file: workload identity
+# federation reading its OIDC token from TOKEN_FILE (no Google secret in it).
+gate_external_account() {
+  cat > "$2" <<JSON
+{ "type": "external_account", "audience": "$GATE_STS_AUDIENCE",
+  "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+  "token_url": "https://sts.googleapis.com/v1/token",
+  "credential_source": { "file": "$1" } }
+JSON
+}
+
+# gate_config CGROUP [EXTRA_JSON]: sluice CA and configuration enforcing CGROUP (several:
+# separated by spaces).
 gate_config() {
-  local cg=$1 extra=${2:-}
+  local cg=$1 extra=${2:-} ident="" c cgs=""
+  for c in $cg; do cgs="$cgs${cgs:+, }\"$c\""; done
   GATE_PORT=${GATE_PORT:-$(gate_free_port)}
   build/sluicectl ca init --cert "$GATE_DIR/ca.pem" --key "$GATE_DIR/ca.key" >/dev/null || return 1
+  if [ "${GATE_IDENTITY:-0}" = 1 ]; then
+    gate_oidc_issuer || return 1
+    ident=",
+  \"identity\": { \"issuers\": [ { \"issuer\": \"$GATE_OIDC_ISSUER\", \"audience\": \"$GATE_OIDC_AUDIENCE\",
+      \"jwks_file\": \"$GATE_DIR/oidc/jwks.json\", \"algs\": [\"RS256\"], \"groups_claim\": \"groups\" } ],
+    \"sts_audience\": \"$GATE_STS_AUDIENCE\" },
+  \"credential\": { \"source\": \"service_account\", \"key_file\": \"$GATE_DIR/sluiced-key.json\",
+    \"override\": { \"address\": \"127.0.0.1:$STANDIN_PORT\", \"ca_file\": \"$GATE_DIR/standin/ca.pem\" } }"
+  fi
   cat > "$GATE_DIR/sluice.json" <<JSON
 {
   "workers": 2,
   "listen_port": $GATE_PORT,
-  "enforce": { "cgroups": ["$cg"], "pass_loopback": false,
+  "enforce": { "cgroups": [$cgs], "pass_loopback": false,
                "bpf_pin_dir": "/sys/fs/bpf/sluice-test-$$" },
   "ca": { "cert": "$GATE_DIR/ca.pem", "key": "$GATE_DIR/ca.key" },
   "upstream": { "overrides": [
@@ -61,7 +126,7 @@ gate_config() {
   "control": { "socket": "$GATE_DIR/ctl/sluice.sock" },
   "approvals": { "dir": "$GATE_DIR/approvals", "timeout_s": ${GATE_APPROVAL_TIMEOUT:-120},
                  "hold_ms": ${GATE_HOLD_MS:-20000} },
-  "approvers": { "uids": [0] }$extra
+  "approvers": { "uids": [0] }$ident$extra
 }
 JSON
 }
@@ -94,8 +159,16 @@ gate_conns() {
     });'
 }
 
-# A service-account key for the agent (its token_uri is Google's: the gate answers it).
+# A service-account key for the agent (its token_uri is Google's: the gate answers it). With
+# GATE_IDENTITY=1, an external_account credential instead ($GATE_DIR/agent-key.json all the
+# same) over the agent's OIDC token $GATE_DIR/oidc/agent.jwt (subject "agent", groups
+# $GATE_AGENT_GROUPS, default ["analysts"]).
 gate_agent_key() {
+  if [ "${GATE_IDENTITY:-0}" = 1 ]; then
+    gate_oidc_token agent "${GATE_AGENT_GROUPS:-[\"analysts\"]}" "$GATE_DIR/oidc/agent.jwt" || return 1
+    gate_external_account "$GATE_DIR/oidc/agent.jwt" "$GATE_DIR/agent-key.json"
+    return
+  fi
   node -e '
     const { generateKeyPairSync } = require("crypto");
     const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
