@@ -557,7 +557,7 @@ static void load_root(struct ctx *c, json_t *root, struct sluice_conf *conf)
 	conf->record_checkpoint_every = (int)get_int(c, o, "record", "checkpoint_every", 1,
 						     1000000, 1000);
 	conf->record_checkpoint_secs = (int)get_int(c, o, "record", "checkpoint_secs", 1, 86400, 60);
-	conf->record_body_bytes = (size_t)get_int(c, o, "record", "body_bytes", 0, 1 << 20, 64 << 10);
+	conf->record_body_bytes = (size_t)get_int(c, o, "record", "body_bytes", 0, 1 << 20, 4 << 10);
 	o = get_object(c, root, "", "control");
 	if (o)
 		known_keys(c, o, "control", (const char *const[]){ "socket", NULL });
