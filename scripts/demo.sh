@@ -25,6 +25,9 @@ ct_create agent 127.0.0.1
 echo "  agent container: cgroup $(ct_cgroup agent), netns $(ct_netns agent)"
 gate_standin || die "the BigQuery stand-in did not start"
 echo "  BigQuery stand-in listening on 127.0.0.1:$STANDIN_PORT"
+# The agent holds no Google credential (an external_account file over an OIDC token that
+# sluiced exchanges), and customer PII is masked by the policy.
+GATE_IDENTITY=1 GATE_POLICY="$PWD/policies/pii-masking.json"
 gate_config "$(ct_cgroup agent)" || die "could not write the sluiced configuration"
 gate_start || die "sluiced did not start"
 echo "  sluiced running (pid $SLUICED_PID), enforcing $(ct_cgroup agent)"
@@ -42,7 +45,12 @@ out=$(ct_exec agent env NODE_EXTRA_CA_CERTS="$GATE_DIR/sluice-ca.pem" \
   node tests/e2e/lib/agent.mjs "$Q1" "$Q2" 2>&1)
 agent_rc=$?
 
-heading "The agent ran unchanged: the stock BigQuery client, default endpoint, and got:"
+Q3="DROP TABLE \`demo-project.sales.orders\`"
+drop=$(ct_exec agent env NODE_EXTRA_CA_CERTS="$GATE_DIR/sluice-ca.pem" \
+  GOOGLE_APPLICATION_CREDENTIALS="$GATE_DIR/agent-key.json" \
+  node tests/e2e/lib/agent.mjs "$Q3" 2>&1)
+
+heading "The agent ran unchanged (stock BigQuery client, default endpoint, no Google key) and got:"
 printf '%s\n' "$out" | node -e '
   const lines = require("fs").readFileSync(0, "utf8").split("\n").filter(Boolean);
   for (const l of lines) {
@@ -57,6 +65,10 @@ printf '%s\n' "$out" | node -e '
     for (const x of rows) console.log(fmt(cols.map((c) => cell(x[c]))));
     if (r.rows.length > rows.length) console.log("    ... " + (r.rows.length - rows.length) + " more rows");
   }'
+
+heading "It also tried a DROP TABLE; the error its client raised:"
+node -e 'try { const r = JSON.parse(process.argv[1]); console.log("  " + (r.ok ? "NOT REFUSED" : r.message)); }
+  catch { console.log("  " + process.argv[1]); }' "$drop" | fold -s -w 100 | sed '2,$s/^/  /'
 
 heading "sluiced recorded (the container's tamper-evident recording: connections):"
 gate_conns | node -e '
@@ -75,7 +87,7 @@ gate_conns | node -e '
   if (rows.some((r) => r.comm === "bash"))
     console.log("  (the bash connection is the demo checking the gate is up before starting the agent;\n   it sent no TLS, so sluiced denied it)");'
 
-heading "BigQuery (stand-in) received (every request arrived through sluiced, see via):"
+heading "BigQuery (stand-in) received (relayed requests carry via; /token is sluiced fetching its own credential):"
 node -e '
   const lines = require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean);
   const rows = lines.map((l) => { try { return JSON.parse(l); } catch { return null; } }).filter(Boolean);
