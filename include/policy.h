@@ -26,6 +26,7 @@ struct policy_subject {
 	const char *cgroup;
 	const char *const *groups;
 	int n_groups;
+	const void *claims;      /* json_t object of the verified identity's claims, or NULL */
 };
 
 /* One decidable part of a request. Strings may be "" (unknown or not applicable). */

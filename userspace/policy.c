@@ -26,6 +26,7 @@ struct rule {
 	char *name, *reason;
 	struct list cgroups, groups, projects, datasets, tables, statements, operations;
 	unsigned access_mask;   /* 0: any */
+	json_t *claims;         /* {"claim": "glob"}: the identity's claims must match; NULL: any */
 	int unbounded;          /* -1 any, 0 bounded only, 1 unbounded only */
 	int legacy_sql;         /* 1: may allow legacy SQL */
 	enum policy_verdict verdict;
@@ -140,7 +141,7 @@ static void load_rule(struct ctx *c, json_t *r, int idx, struct rule *out, struc
 {
 	static const char *const known[] = { "name", "reason", "cgroups", "groups", "projects",
 		"datasets", "tables", "statements", "operations", "access", "unbounded",
-		"legacy_sql", "decision", NULL };
+		"legacy_sql", "decision", "claims", NULL };
 	char path[64], kp[128];
 	const char *key, *s;
 	json_t *v, *e;
@@ -158,7 +159,7 @@ static void load_rule(struct ctx *c, json_t *r, int idx, struct rule *out, struc
 		if (!known[k]) {
 			snprintf(kp, sizeof(kp), "%s.%s", path, key);
 			fail(c, kp, "unknown key; a rule has: name, decision, reason, cgroups, groups, "
-				    "projects, datasets, tables, statements, operations, access, "
+				    "claims, projects, datasets, tables, statements, operations, access, "
 				    "unbounded, legacy_sql");
 		}
 	}
@@ -208,6 +209,22 @@ static void load_rule(struct ctx *c, json_t *r, int idx, struct rule *out, struc
 				out->access_mask |= 1u << k;
 			}
 		}
+	}
+	v = json_object_get(r, "claims");
+	if (v) {
+		const char *ck;
+		json_t *cv;
+
+		snprintf(kp, sizeof(kp), "%s.claims", path);
+		if (!json_is_object(v) || !json_object_size(v))
+			fail(c, kp, "must be an object of claim name to glob, e.g. "
+				    "{\"environment\": \"production\"}");
+		json_object_foreach(v, ck, cv)
+			if (!json_is_string(cv)) {
+				snprintf(kp, sizeof(kp), "%s.claims.%s", path, ck);
+				fail(c, kp, "must be a string (a glob the claim's value must match)");
+			}
+		out->claims = json_incref(v);
 	}
 	out->unbounded = -1;
 	v = json_object_get(r, "unbounded");
@@ -374,6 +391,7 @@ void policy_free(struct policy *p)
 
 		free(r->name);
 		free(r->reason);
+		json_decref(r->claims);
 		list_free(&r->cgroups);
 		list_free(&r->groups);
 		list_free(&r->projects);
@@ -424,6 +442,17 @@ static int rule_matches(const struct rule *r, const struct policy_subject *sub,
 				hit = !fnmatch(r->groups.v[i], sub->groups[j], 0);
 		if (!hit)
 			return 0;
+	}
+	if (r->claims) { /* every named claim of the verified identity must match its glob */
+		const char *ck;
+		json_t *cv, *have;
+
+		json_object_foreach(r->claims, ck, cv) {
+			have = sub->claims ? json_object_get((json_t *)sub->claims, ck) : NULL;
+			if (!json_is_string(have) ||
+			    fnmatch(json_string_value(cv), json_string_value(have), 0))
+				return 0;
+		}
 	}
 	if (!globs(&r->projects, it->project) || !globs(&r->datasets, it->dataset) ||
 	    !globs(&r->tables, it->table) || !globs(&r->operations, it->operation))

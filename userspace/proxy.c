@@ -1066,6 +1066,7 @@ static int decide(struct conn *c)
 	sub.n_groups = policy_groups_of(c->env->policy, c->cgroup, groups, POLICY_MAX_LIST);
 	for (i = 0; i < c->access.n_groups && sub.n_groups < POLICY_MAX_LIST; i++)
 		groups[sub.n_groups++] = c->access.groups[i];
+	sub.claims = c->access.claims.claims;
 	gate_decide(c->env->policy, &sub, &g, 0, &v);
 	c->rule = v.d.rule;
 	free(c->up_body);

@@ -1,5 +1,7 @@
 /* Description: policy v1: loading with file:line errors, first-match rules, strictest item
  * wins, legacy SQL and UNKNOWN never allowed by accident; the shipped example policies. */
+#include <jansson.h>
+
 #include "policy.h"
 #include "tap.h"
 
@@ -116,6 +118,30 @@ int main(void)
 		policy_free(p);
 	}
 	refused("{\"groups\": {\"a\": []}, \"rules\": []}", 1, "groups.a", "non-empty list");
+
+	p = load_text("{\"rules\": [{\"name\": \"prod-read\", \"claims\": {\"environment\": \"prod*\"},"
+		      " \"statements\": [\"SELECT\"], \"decision\": \"allow\"}]}", err, sizeof(err));
+	ok(p != NULL, "a rule on claims loads (%s)", err);
+	if (p) {
+		json_t *prod = json_pack("{s:s}", "environment", "production");
+		json_t *dev = json_pack("{s:s}", "environment", "dev");
+		struct policy_subject who = { .cgroup = "/a", .claims = prod };
+
+		items[0] = stmt("SELECT", POLICY_READ_DATA, "crm", "customers", 0);
+		policy_decide(p, &who, items, 1, &d);
+		is_int(d.verdict, POLICY_ALLOW, "claims match: environment=production");
+		who.claims = dev;
+		policy_decide(p, &who, items, 1, &d);
+		is_int(d.verdict, POLICY_DENY, "... and not environment=dev");
+		who.claims = NULL;
+		policy_decide(p, &who, items, 1, &d);
+		is_int(d.verdict, POLICY_DENY, "... nor an identity without claims");
+		json_decref(prod);
+		json_decref(dev);
+		policy_free(p);
+	}
+	refused("{\"rules\": [{\"name\": \"x\", \"decision\": \"allow\",\n \"claims\": {\"a\": 1}}]}", 2,
+		"rules[0].claims.a", "glob");
 
 	p = policy_load("policies/readonly-agent.json", err, sizeof(err));
 	ok(p != NULL, "policies/readonly-agent.json loads (%s)", err);
