@@ -124,6 +124,30 @@ static char *original_of(const char *id)
 	return s;
 }
 
+/* Jobs created through sluice, most recent GATE_MARKED (memory only: after a restart, a
+ * masked identity cannot fetch results of jobs it created before). */
+static char seen_jobs[GATE_MARKED][128];
+static unsigned seen_next;
+
+void gate_job_seen(const char *job_id)
+{
+	pthread_mutex_lock(&marked_mu);
+	snprintf(seen_jobs[seen_next++ % GATE_MARKED], sizeof(seen_jobs[0]), "%s", job_id);
+	pthread_mutex_unlock(&marked_mu);
+}
+
+static int job_seen(const char *job_id)
+{
+	unsigned i;
+	int hit = 0;
+
+	pthread_mutex_lock(&marked_mu);
+	for (i = 0; i < GATE_MARKED && !hit; i++)
+		hit = seen_jobs[i][0] && !strcmp(seen_jobs[i], job_id);
+	pthread_mutex_unlock(&marked_mu);
+	return hit;
+}
+
 static int mask_lookup(void *ctx, const char *name, int wildcard, struct mask_set *out)
 {
 	struct masking *m = ctx;
@@ -534,6 +558,13 @@ static void masked_api(struct masking *mk, const struct route_result *rr)
 				 "query (SELECT), which returns masked values, not tabledata.list",
 				 name);
 		}
+	}
+	if (!strcmp(rr->method_id, "bigquery.jobs.getQueryResults") && !job_seen(rr->job_id)) {
+		/* its rows were not computed through the masking rewrite: they cannot be trusted */
+		mk->refused = 1;
+		snprintf(mk->reason, sizeof(mk->reason), "job %s was not run through sluice, so its "
+			 "results may hold unmasked values; run the query again through sluice",
+			 rr->job_id);
 	}
 	for (i = 0; i < rr->n_sources && !mk->refused; i++) {
 		if (mask_lookup(mk, rr->sources[i], 0, &set) > 0) {

@@ -1512,6 +1512,7 @@ static void parse_response(struct conn *c)
 		/* the approved job is in BigQuery (409: already, from before a restart); the poll
 		 * that carried it is answered as a job still running, and the next goes through */
 		mark_submitted(c->poll_job);
+		gate_job_seen(c->poll_job);
 		free(c->submit_body);
 		c->submit_body = NULL;
 		if (c->poll == JOBS_GET_QUERY_RESULTS || c->res.status == 409) {
@@ -1529,6 +1530,13 @@ static void parse_response(struct conn *c)
 	c->submit_body = NULL;
 	free(c->up_body);
 	c->up_body = NULL;
+	if (c->res.status == 200 && http1_slice_ieq(c->req.method, "POST")) {
+		/* a job created through sluice: its results may go to a masked identity */
+		char jid[160];
+
+		if (json_field(u->in.p + c->res_head_len, body_len, "\"jobId\":", jid, sizeof(jid)))
+			gate_job_seen(jid);
+	}
 	{
 		/* job metadata must show the agent its own query, never the masking rewrite */
 		size_t rlen = 0;

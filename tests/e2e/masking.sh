@@ -81,6 +81,34 @@ check_eq "jobs.get shows the query the agent wrote" "$out" '"SELECT ssn FROM `de
 check "... and nothing of the rewrite reached the agent" bash -c '! grep -q "REPLACE\|SHA256\|sluice-masked" <<< "$1"' _ "$out"
 check "the stand-in ran the rewrite (masking happened in BigQuery)" grep -q 'REPLACE (TO_HEX(SHA256(ssn))' "$GATE_DIR/standin.log"
 
+# Results of a job created outside sluice (here straight at the stand-in) are refused: they
+# were not computed through the rewrite. A job created through sluice can be read.
+job=$(node -e '
+  const https = require("https"), fs = require("fs");
+  const body = JSON.stringify({ jobReference: { projectId: "demo-project", jobId: "outside_job_1" },
+    configuration: { query: { query: "SELECT ssn FROM `demo-project.crm.customers` LIMIT 3", useLegacySql: false } } });
+  const r = https.request({ host: "127.0.0.1", port: +process.argv[1], method: "POST",
+    path: "/bigquery/v2/projects/demo-project/jobs", ca: fs.readFileSync(process.argv[2]),
+    servername: "bigquery.googleapis.com",
+    headers: { "content-type": "application/json", authorization: "Bearer direct" } }, res => {
+      let s = ""; res.on("data", d => s += d).on("end", () => console.log(JSON.parse(s).jobReference.jobId)); });
+  r.end(body);' "$STANDIN_PORT" "$GATE_DIR/standin/ca.pem")
+out=$(ct_exec agent env NODE_EXTRA_CA_CERTS="$GATE_DIR/sluice-ca.pem" \
+  GOOGLE_APPLICATION_CREDENTIALS="$GATE_DIR/agent-key.json" NODE_PATH="$PWD/tests/node_modules" node -e '
+  const { BigQuery } = require("@google-cloud/bigquery");
+  const bq = new BigQuery({ projectId: "demo-project" });
+  (async () => {
+    const [mine] = await bq.createQueryJob({ query: "SELECT ssn FROM `demo-project.crm.customers` LIMIT 2", useLegacySql: false });
+    const [rows] = await mine.getQueryResults();
+    console.log("MINE " + JSON.stringify(rows));
+    await bq.job(process.argv[1]).getQueryResults().then(r => console.log("OUTSIDE " + JSON.stringify(r[0])),
+      e => console.log("OUTSIDE refused " + e.message));
+  })().catch(e => console.log("ERR " + e.message));' "$job" 2>&1)
+check_contains "results of a job created through sluice can be read" "$out" "MINE [{"
+check_contains "results of a job created outside sluice are refused" "$out" "OUTSIDE refused"
+check_contains "... saying why" "$out" "not run through sluice"
+check "... and no clear value leaked" never_clear outside-job "$out"
+
 out=$(ct_exec agent env NODE_EXTRA_CA_CERTS="$GATE_DIR/sluice-ca.pem" \
   GOOGLE_APPLICATION_CREDENTIALS="$GATE_DIR/agent-key.json" NODE_PATH="$PWD/tests/node_modules" node -e '
   const { BigQuery } = require("@google-cloud/bigquery");
