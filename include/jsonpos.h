@@ -12,4 +12,20 @@
  * is the root. Keys containing '.' or '[' cannot be named. Nesting is bounded (64). */
 int jsonpos_line(const char *text, size_t len, const char *path);
 
+/* Validation of one JSON document: the first error is kept, as "FILE:LINE: KEY: message"
+ * (KEY "" is "(top level)"; without <text> the line is 0). Shared by every loader of
+ * configuration and policy files, so their errors read alike. */
+struct jsonpos_ctx {
+	const char *file;
+	const char *text;
+	size_t len;
+	char *err;
+	size_t errlen;
+	int failed;      /* errors seen; only the first is written to <err> */
+};
+
+/* Record an error about the value at <key> (a jsonpos_line path). */
+void jsonpos_fail(struct jsonpos_ctx *c, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #endif

@@ -17,14 +17,6 @@
 #include "jsonpos.h"
 #include "log.h"
 
-struct ctx {
-	const char *file;
-	const char *text;
-	size_t len;
-	char *err;
-	size_t errlen;
-	int failed;
-};
 
 static const char *const default_hosts[] = {
 	"bigquery.googleapis.com", "www.googleapis.com", "bigquery.mtls.googleapis.com",
@@ -33,23 +25,6 @@ static const char *const default_hosts[] = {
 };
 static const uint16_t default_inspect_ports[] = { 443, 80, 3128, 8080, 8443 };
 
-/* Record the first error only: later ones are usually consequences. */
-__attribute__((format(printf, 3, 4))) static void fail(struct ctx *c, const char *key,
-							const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (c->failed++)
-		return;
-	n = snprintf(c->err, c->errlen, "%s:%d: %s: ", c->file,
-		     jsonpos_line(c->text, c->len, key), *key ? key : "(top level)");
-	if (n < 0 || (size_t)n >= c->errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
-	va_end(ap);
-}
 
 static void join(char *out, size_t outlen, const char *parent, const char *key)
 {
@@ -57,7 +32,7 @@ static void join(char *out, size_t outlen, const char *parent, const char *key)
 }
 
 /* Refuse keys of <obj> (at <path>) that are not in the NULL-terminated <known>. */
-static void known_keys(struct ctx *c, json_t *obj, const char *path, const char *const *known)
+static void known_keys(struct jsonpos_ctx *c, json_t *obj, const char *path, const char *const *known)
 {
 	const char *key;
 	json_t *v;
@@ -69,13 +44,13 @@ static void known_keys(struct ctx *c, json_t *obj, const char *path, const char 
 			;
 		if (!known[i]) {
 			join(kp, sizeof(kp), path, key);
-			fail(c, kp, "unknown key; check its spelling against the README's "
+			jsonpos_fail(c, kp, "unknown key; check its spelling against the README's "
 				    "configuration reference");
 		}
 	}
 }
 
-static json_t *get_object(struct ctx *c, json_t *obj, const char *path, const char *key)
+static json_t *get_object(struct jsonpos_ctx *c, json_t *obj, const char *path, const char *key)
 {
 	json_t *v = json_object_get(obj, key);
 	char kp[256];
@@ -84,13 +59,13 @@ static json_t *get_object(struct ctx *c, json_t *obj, const char *path, const ch
 		return NULL;
 	if (!json_is_object(v)) {
 		join(kp, sizeof(kp), path, key);
-		fail(c, kp, "must be an object ({...})");
+		jsonpos_fail(c, kp, "must be an object ({...})");
 		return NULL;
 	}
 	return v;
 }
 
-static long long get_int(struct ctx *c, json_t *obj, const char *path, const char *key,
+static long long get_int(struct jsonpos_ctx *c, json_t *obj, const char *path, const char *key,
 			 long long min, long long max, long long dflt)
 {
 	json_t *v = json_object_get(obj, key);
@@ -101,16 +76,16 @@ static long long get_int(struct ctx *c, json_t *obj, const char *path, const cha
 		return dflt;
 	join(kp, sizeof(kp), path, key);
 	if (!json_is_integer(v)) {
-		fail(c, kp, "must be an integer between %lld and %lld", min, max);
+		jsonpos_fail(c, kp, "must be an integer between %lld and %lld", min, max);
 		return dflt;
 	}
 	x = json_integer_value(v);
 	if (x < min || x > max)
-		fail(c, kp, "%lld is out of range: must be between %lld and %lld", x, min, max);
+		jsonpos_fail(c, kp, "%lld is out of range: must be between %lld and %lld", x, min, max);
 	return x;
 }
 
-static int get_bool(struct ctx *c, json_t *obj, const char *path, const char *key, int dflt)
+static int get_bool(struct jsonpos_ctx *c, json_t *obj, const char *path, const char *key, int dflt)
 {
 	json_t *v = json_object_get(obj, key);
 	char kp[256];
@@ -119,13 +94,13 @@ static int get_bool(struct ctx *c, json_t *obj, const char *path, const char *ke
 		return dflt;
 	if (!json_is_boolean(v)) {
 		join(kp, sizeof(kp), path, key);
-		fail(c, kp, "must be true or false");
+		jsonpos_fail(c, kp, "must be true or false");
 		return dflt;
 	}
 	return json_is_true(v);
 }
 
-static char *get_str(struct ctx *c, json_t *obj, const char *path, const char *key,
+static char *get_str(struct jsonpos_ctx *c, json_t *obj, const char *path, const char *key,
 		     const char *dflt)
 {
 	json_t *v = json_object_get(obj, key);
@@ -135,13 +110,13 @@ static char *get_str(struct ctx *c, json_t *obj, const char *path, const char *k
 		return dflt ? strdup(dflt) : NULL;
 	if (!json_is_string(v) || !json_string_length(v)) {
 		join(kp, sizeof(kp), path, key);
-		fail(c, kp, "must be a non-empty string");
+		jsonpos_fail(c, kp, "must be a non-empty string");
 		return dflt ? strdup(dflt) : NULL;
 	}
 	return strdup(json_string_value(v));
 }
 
-static enum conf_action get_action(struct ctx *c, json_t *obj, const char *path,
+static enum conf_action get_action(struct jsonpos_ctx *c, json_t *obj, const char *path,
 				   const char *key, enum conf_action dflt)
 {
 	json_t *v = json_object_get(obj, key);
@@ -154,12 +129,12 @@ static enum conf_action get_action(struct ctx *c, json_t *obj, const char *path,
 	if (json_is_string(v) && !strcmp(json_string_value(v), "deny"))
 		return CONF_DENY;
 	join(kp, sizeof(kp), path, key);
-	fail(c, kp, "must be \"splice\" or \"deny\"");
+	jsonpos_fail(c, kp, "must be \"splice\" or \"deny\"");
 	return dflt;
 }
 
 /* A list of at most CONF_MAX_LIST elements of one JSON type; returns it or NULL. */
-static json_t *get_list(struct ctx *c, json_t *obj, const char *path, const char *key,
+static json_t *get_list(struct jsonpos_ctx *c, json_t *obj, const char *path, const char *key,
 			int (*is_type)(const json_t *), const char *type_name)
 {
 	json_t *v = json_object_get(obj, key), *e;
@@ -170,18 +145,18 @@ static json_t *get_list(struct ctx *c, json_t *obj, const char *path, const char
 		return NULL;
 	join(kp, sizeof(kp), path, key);
 	if (!json_is_array(v)) {
-		fail(c, kp, "must be a list of %s", type_name);
+		jsonpos_fail(c, kp, "must be a list of %s", type_name);
 		return NULL;
 	}
 	if (json_array_size(v) > CONF_MAX_LIST) {
-		fail(c, kp, "has %zu entries; at most %d are allowed", json_array_size(v),
+		jsonpos_fail(c, kp, "has %zu entries; at most %d are allowed", json_array_size(v),
 		     CONF_MAX_LIST);
 		return NULL;
 	}
 	json_array_foreach(v, i, e) {
 		if (!is_type(e)) {
 			snprintf(ep, sizeof(ep), "%s[%zu]", kp, i);
-			fail(c, ep, "must be %s", type_name);
+			jsonpos_fail(c, ep, "must be %s", type_name);
 			return NULL;
 		}
 	}
@@ -203,7 +178,7 @@ static int is_port(const json_t *v)
 	return json_is_integer(v) && json_integer_value(v) >= 1 && json_integer_value(v) <= 65535;
 }
 
-static void get_strlist(struct ctx *c, json_t *obj, const char *path, const char *key,
+static void get_strlist(struct jsonpos_ctx *c, json_t *obj, const char *path, const char *key,
 			struct conf_strlist *out, const char *const *dflt, int ndflt)
 {
 	json_t *v = get_list(c, obj, path, key, is_string, "a non-empty string");
@@ -218,7 +193,7 @@ static void get_strlist(struct ctx *c, json_t *obj, const char *path, const char
 		out->v[out->n++] = strdup(json_string_value(json_array_get(v, i)));
 }
 
-static int get_cidrs(struct ctx *c, json_t *obj, const char *path, const char *key,
+static int get_cidrs(struct jsonpos_ctx *c, json_t *obj, const char *path, const char *key,
 		     struct conf_cidr *out)
 {
 	json_t *v = get_list(c, obj, path, key, is_string, "a CIDR string");
@@ -228,7 +203,7 @@ static int get_cidrs(struct ctx *c, json_t *obj, const char *path, const char *k
 	for (i = 0; v && i < json_array_size(v); i++) {
 		if (conf_parse_cidr(json_string_value(json_array_get(v, i)), &out[i])) {
 			snprintf(ep, sizeof(ep), "%s%s%s[%zu]", path, *path ? "." : "", key, i);
-			fail(c, ep, "\"%s\" is not a CIDR; write e.g. \"10.0.0.0/8\", "
+			jsonpos_fail(c, ep, "\"%s\" is not a CIDR; write e.g. \"10.0.0.0/8\", "
 				    "\"2001:db8::/32\", \"10.1.2.3/32:443\" or "
 				    "\"[2001:db8::]/32:8000-8099\"",
 			     json_string_value(json_array_get(v, i)));
@@ -331,7 +306,7 @@ int conf_host_matches(const struct conf_strlist *patterns, const char *host)
 	return 0;
 }
 
-static void load_enforce(struct ctx *c, json_t *root, struct sluice_conf *conf)
+static void load_enforce(struct jsonpos_ctx *c, json_t *root, struct sluice_conf *conf)
 {
 	static const char *const known[] = { "cgroups", "pass_loopback", "pass_cidrs",
 					     "only_cidrs", "bpf_pin_dir", NULL };
@@ -345,7 +320,7 @@ static void load_enforce(struct ctx *c, json_t *root, struct sluice_conf *conf)
 	for (i = 0; i < conf->cgroups.n; i++) {
 		if (conf->cgroups.v[i][0] != '/' || strstr(conf->cgroups.v[i], "..")) {
 			snprintf(kp, sizeof(kp), "enforce.cgroups[%d]", i);
-			fail(c, kp, "\"%s\" must be an absolute path under the cgroup2 mount, "
+			jsonpos_fail(c, kp, "\"%s\" must be an absolute path under the cgroup2 mount, "
 				    "e.g. \"/agents.slice\", without \"..\"", conf->cgroups.v[i]);
 		}
 	}
@@ -355,7 +330,7 @@ static void load_enforce(struct ctx *c, json_t *root, struct sluice_conf *conf)
 	conf->bpf_pin_dir = get_str(c, o, "enforce", "bpf_pin_dir", "/sys/fs/bpf/sluice");
 }
 
-static void load_intercept(struct ctx *c, json_t *root, struct sluice_conf *conf)
+static void load_intercept(struct jsonpos_ctx *c, json_t *root, struct sluice_conf *conf)
 {
 	static const char *const known[] = { "hosts", "other_tls", "plain_http", "no_sni",
 					     "inspect_ports", "peek_timeout_ms", NULL };
@@ -381,7 +356,7 @@ static void load_intercept(struct ctx *c, json_t *root, struct sluice_conf *conf
 	conf->peek_timeout_ms = (int)get_int(c, o, "intercept", "peek_timeout_ms", 0, 60000, 300);
 }
 
-static void load_upstream(struct ctx *c, json_t *root, struct sluice_conf *conf)
+static void load_upstream(struct jsonpos_ctx *c, json_t *root, struct sluice_conf *conf)
 {
 	static const char *const known[] = { "ca_file", "overrides", NULL };
 	static const char *const known_ov[] = { "host", "address", "ca_file", NULL };
@@ -402,12 +377,12 @@ static void load_upstream(struct ctx *c, json_t *root, struct sluice_conf *conf)
 		ov->address = get_str(c, e, kp, "address", NULL);
 		ov->ca_file = get_str(c, e, kp, "ca_file", NULL);
 		if (!ov->host || !ov->address)
-			fail(c, kp, "needs both \"host\" (an intercepted name) and \"address\" "
+			jsonpos_fail(c, kp, "needs both \"host\" (an intercepted name) and \"address\" "
 				    "(\"IP:PORT\")");
 	}
 }
 
-static void load_limits(struct ctx *c, json_t *root, struct sluice_conf *conf)
+static void load_limits(struct jsonpos_ctx *c, json_t *root, struct sluice_conf *conf)
 {
 	static const char *const known[] = { "header_bytes", "headers", "body_bytes",
 		"connections", "handshake_timeout_ms", "header_timeout_ms", "idle_timeout_ms",
@@ -432,7 +407,7 @@ static int is_uid(const json_t *v)
 	return json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) < 1 << 30;
 }
 
-static void load_approvals(struct ctx *c, json_t *root, struct sluice_conf *conf)
+static void load_approvals(struct jsonpos_ctx *c, json_t *root, struct sluice_conf *conf)
 {
 	static const char *const known[] = { "dir", "timeout_s", "max_pending", "max_window_s",
 					     "hold_ms", "on_restart", "notify", NULL };
@@ -451,11 +426,11 @@ static void load_approvals(struct ctx *c, json_t *root, struct sluice_conf *conf
 	v = o ? json_object_get(o, "on_restart") : NULL;
 	if (v && !(json_is_string(v) && (!strcmp(json_string_value(v), "keep") ||
 					 !strcmp(json_string_value(v), "fail"))))
-		fail(c, "approvals.on_restart", "must be \"keep\" or \"fail\"");
+		jsonpos_fail(c, "approvals.on_restart", "must be \"keep\" or \"fail\"");
 	conf->approvals_fail_on_restart = v && !strcmp(json_string_value(v), "fail");
 	get_strlist(c, o, p, "notify", &conf->approval_notify, NULL, 0);
 	if (conf->approval_notify.n && conf->approval_notify.v[0][0] != '/')
-		fail(c, "approvals.notify[0]", "the notify program must be an absolute path (it is "
+		jsonpos_fail(c, "approvals.notify[0]", "the notify program must be an absolute path (it is "
 			"run directly, without a shell)");
 
 	o = get_object(c, root, "", "approvers");
@@ -473,7 +448,7 @@ static void load_approvals(struct ctx *c, json_t *root, struct sluice_conf *conf
 }
 
 /* "identity" and "credential": validated by their modules, with the same FILE:LINE errors. */
-static void load_identity(struct ctx *c, json_t *root, struct sluice_conf *conf)
+static void load_identity(struct jsonpos_ctx *c, json_t *root, struct sluice_conf *conf)
 {
 	json_t *o = json_object_get(root, "identity");
 	char err[512] = "";
@@ -488,7 +463,7 @@ static void load_identity(struct ctx *c, json_t *root, struct sluice_conf *conf)
 			if (!c->failed++)
 				snprintf(c->err, c->errlen, "%s", err[0] ? err : "out of memory");
 		} else if (!conf->identity->n_issuers) {
-			fail(c, "identity", "needs at least one entry in \"issuers\" (the OIDC "
+			jsonpos_fail(c, "identity", "needs at least one entry in \"issuers\" (the OIDC "
 				 "issuer of the agents' tokens); remove the section to run without "
 				 "identity");
 		}
@@ -509,7 +484,7 @@ static void load_identity(struct ctx *c, json_t *root, struct sluice_conf *conf)
 	}
 }
 
-static void load_root(struct ctx *c, json_t *root, struct sluice_conf *conf)
+static void load_root(struct jsonpos_ctx *c, json_t *root, struct sluice_conf *conf)
 {
 	static const char *const known[] = { "workers", "log_level", "listen_port", "enforce",
 		"intercept", "ca", "upstream", "limits", "record", "control", "policy", "approvals",
@@ -526,7 +501,7 @@ static void load_root(struct ctx *c, json_t *root, struct sluice_conf *conf)
 		for (i = 0; i < 4 && !(json_is_string(lv) && !strcmp(json_string_value(lv), levels[i])); i++)
 			;
 		if (i == 4)
-			fail(c, "log_level", "must be \"error\", \"warning\", \"info\" or \"debug\"");
+			jsonpos_fail(c, "log_level", "must be \"error\", \"warning\", \"info\" or \"debug\"");
 		conf->log_level = i & 3;
 	}
 	conf->listen_port = (int)get_int(c, root, "", "listen_port", 1, 65535, 15443);
@@ -567,7 +542,7 @@ static void load_root(struct ctx *c, json_t *root, struct sluice_conf *conf)
 
 int conf_load(const char *path, struct sluice_conf *conf, char *err, size_t errlen)
 {
-	struct ctx c = { .file = path, .err = err, .errlen = errlen };
+	struct jsonpos_ctx c = { .file = path, .err = err, .errlen = errlen };
 	json_error_t jerr;
 	json_t *root = NULL;
 	char *text = NULL;
@@ -598,7 +573,7 @@ int conf_load(const char *path, struct sluice_conf *conf, char *err, size_t errl
 		snprintf(err, errlen, "%s:%d:%d: invalid JSON: %s", path, jerr.line, jerr.column,
 			 jerr.text);
 	} else if (!json_is_object(root)) {
-		fail(&c, "", "the configuration must be a JSON object ({...})");
+		jsonpos_fail(&c, "", "the configuration must be a JSON object ({...})");
 	} else {
 		load_root(&c, root, conf);
 	}

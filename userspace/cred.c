@@ -1212,32 +1212,9 @@ void cred_status(struct cred *c, struct cred_status *st)
 
 /* ---- configuration ----------------------------------------------------------------------- */
 
-struct cctx {
-	const char *file, *text;
-	size_t len;
-	char *err;
-	size_t errlen;
-	int failed;
-};
 
-__attribute__((format(printf, 3, 4))) static void cfail(struct cctx *c, const char *key,
-							 const char *fmt, ...)
-{
-	va_list ap;
-	int n;
 
-	if (c->failed++)
-		return;
-	n = snprintf(c->err, c->errlen, "%s:%d: %s: ", c->file,
-		     c->text ? jsonpos_line(c->text, c->len, key) : 0, key);
-	if (n < 0 || (size_t)n >= c->errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
-	va_end(ap);
-}
-
-static char *cstr(struct cctx *c, json_t *obj, const char *path, const char *key)
+static char *cstr(struct jsonpos_ctx *c, json_t *obj, const char *path, const char *key)
 {
 	json_t *v = json_object_get(obj, key);
 	char kp[256];
@@ -1246,13 +1223,13 @@ static char *cstr(struct cctx *c, json_t *obj, const char *path, const char *key
 		return NULL;
 	if (!json_is_string(v) || !*json_string_value(v)) {
 		snprintf(kp, sizeof(kp), "%s.%s", path, key);
-		cfail(c, kp, "must be a non-empty string");
+		jsonpos_fail(c, kp, "must be a non-empty string");
 		return NULL;
 	}
 	return strdup(json_string_value(v));
 }
 
-static void ckeys(struct cctx *c, json_t *obj, const char *path, const char *const *known)
+static void ckeys(struct jsonpos_ctx *c, json_t *obj, const char *path, const char *const *known)
 {
 	const char *key;
 	json_t *v;
@@ -1264,7 +1241,7 @@ static void ckeys(struct cctx *c, json_t *obj, const char *path, const char *con
 			;
 		if (!known[i]) {
 			snprintf(kp, sizeof(kp), "%s.%s", path, key);
-			cfail(c, kp, "unknown key; check its spelling");
+			jsonpos_fail(c, kp, "unknown key; check its spelling");
 		}
 	}
 }
@@ -1275,7 +1252,7 @@ int cred_conf_load(json_t *obj, const char *path, const char *file, const char *
 	static const char *const keys[] = { "source", "key_file", "scope", "metadata_url",
 					    "token_file", "override", "timeout_ms", NULL };
 	static const char *const okeys[] = { "address", "ca_file", NULL };
-	struct cctx c = { file ? file : "(config)", text, len, err, errlen, 0 };
+	struct jsonpos_ctx c = { file ? file : "(config)", text, len, err, errlen, 0 };
 	json_t *src, *ov, *t;
 	char kp[400], op[300];
 	const char *s;
@@ -1285,7 +1262,7 @@ int cred_conf_load(json_t *obj, const char *path, const char *file, const char *
 	if (!obj)
 		return 0;
 	if (!json_is_object(obj)) {
-		cfail(&c, path, "must be an object ({...})");
+		jsonpos_fail(&c, path, "must be an object ({...})");
 		return -EINVAL;
 	}
 	ckeys(&c, obj, path, keys);
@@ -1297,7 +1274,7 @@ int cred_conf_load(json_t *obj, const char *path, const char *file, const char *
 	snprintf(kp, sizeof(kp), "%s.source", path);
 	s = json_string_value(src);
 	if (src && !s)
-		cfail(&c, kp, "must be \"service_account\", \"metadata\" or \"token_file\"");
+		jsonpos_fail(&c, kp, "must be \"service_account\", \"metadata\" or \"token_file\"");
 	else if (!s)
 		out->source = out->key_file ? CRED_SERVICE_ACCOUNT
 			      : out->token_file ? CRED_TOKEN_FILE : CRED_METADATA;
@@ -1308,33 +1285,33 @@ int cred_conf_load(json_t *obj, const char *path, const char *file, const char *
 	else if (!strcmp(s, "token_file"))
 		out->source = CRED_TOKEN_FILE;
 	else
-		cfail(&c, kp, "must be \"service_account\", \"metadata\" or \"token_file\"");
+		jsonpos_fail(&c, kp, "must be \"service_account\", \"metadata\" or \"token_file\"");
 	if (out->source == CRED_SERVICE_ACCOUNT && !out->key_file)
-		cfail(&c, kp, "service_account needs key_file (the service-account JSON key)");
+		jsonpos_fail(&c, kp, "service_account needs key_file (the service-account JSON key)");
 	if (out->source == CRED_TOKEN_FILE && !out->token_file)
-		cfail(&c, kp, "token_file needs token_file");
+		jsonpos_fail(&c, kp, "token_file needs token_file");
 	if (out->metadata_url && strncmp(out->metadata_url, "http://", 7)) {
 		snprintf(kp, sizeof(kp), "%s.metadata_url", path);
-		cfail(&c, kp, "must be http://HOST[:PORT] (the metadata server speaks plain HTTP)");
+		jsonpos_fail(&c, kp, "must be http://HOST[:PORT] (the metadata server speaks plain HTTP)");
 	}
 	t = json_object_get(obj, "timeout_ms");
 	if (t && (!json_is_integer(t) || json_integer_value(t) < 100 ||
 		  json_integer_value(t) > 120000)) {
 		snprintf(kp, sizeof(kp), "%s.timeout_ms", path);
-		cfail(&c, kp, "must be an integer between 100 and 120000");
+		jsonpos_fail(&c, kp, "must be an integer between 100 and 120000");
 	}
 	out->timeout_ms = t ? (int)json_integer_value(t) : 0;
 	ov = json_object_get(obj, "override");
 	snprintf(op, sizeof(op), "%s.override", path);
 	if (ov && !json_is_object(ov)) {
-		cfail(&c, op, "must be an object {address, ca_file}");
+		jsonpos_fail(&c, op, "must be an object {address, ca_file}");
 	} else if (ov) {
 		ckeys(&c, ov, op, okeys);
 		out->address = cstr(&c, ov, op, "address");
 		out->ca_file = cstr(&c, ov, op, "ca_file");
 		if (out->address && !strrchr(out->address, ':')) {
 			snprintf(kp, sizeof(kp), "%s.address", op);
-			cfail(&c, kp, "must be IP:PORT");
+			jsonpos_fail(&c, kp, "must be IP:PORT");
 		}
 	}
 	if (c.failed) {

@@ -1419,33 +1419,10 @@ out:
 
 /* ---- configuration and lifecycle --------------------------------------------------- */
 
-struct cctx {
-	const char *file, *text;
-	size_t len;
-	char *err;
-	size_t errlen;
-	int failed;
-};
 
-__attribute__((format(printf, 3, 4))) static void cfail(struct cctx *c, const char *key,
-							 const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (c->failed++)
-		return;
-	n = snprintf(c->err, c->errlen, "%s:%d: %s: ", c->file,
-		     c->text ? jsonpos_line(c->text, c->len, key) : 0, key);
-	if (n < 0 || (size_t)n >= c->errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
-	va_end(ap);
-}
 
 /* Check <obj>'s keys against <known> (NULL-terminated); <path> names <obj>. */
-static void ckeys(struct cctx *c, json_t *obj, const char *path, const char *const *known)
+static void ckeys(struct jsonpos_ctx *c, json_t *obj, const char *path, const char *const *known)
 {
 	const char *key;
 	json_t *v;
@@ -1457,12 +1434,12 @@ static void ckeys(struct cctx *c, json_t *obj, const char *path, const char *con
 			;
 		if (!known[i]) {
 			snprintf(kp, sizeof(kp), "%s.%s", path, key);
-			cfail(c, kp, "unknown key; check its spelling");
+			jsonpos_fail(c, kp, "unknown key; check its spelling");
 		}
 	}
 }
 
-static char *cstr(struct cctx *c, json_t *obj, const char *path, const char *key, int required)
+static char *cstr(struct jsonpos_ctx *c, json_t *obj, const char *path, const char *key, int required)
 {
 	json_t *v = json_object_get(obj, key);
 	char kp[256];
@@ -1470,17 +1447,17 @@ static char *cstr(struct cctx *c, json_t *obj, const char *path, const char *key
 	snprintf(kp, sizeof(kp), "%s.%s", path, key);
 	if (!v || json_is_null(v)) {
 		if (required)
-			cfail(c, kp, "required: a non-empty string");
+			jsonpos_fail(c, kp, "required: a non-empty string");
 		return NULL;
 	}
 	if (!json_is_string(v) || !*json_string_value(v)) {
-		cfail(c, kp, "must be a non-empty string");
+		jsonpos_fail(c, kp, "must be a non-empty string");
 		return NULL;
 	}
 	return strdup(json_string_value(v));
 }
 
-static long long cint(struct cctx *c, json_t *obj, const char *path, const char *key,
+static long long cint(struct jsonpos_ctx *c, json_t *obj, const char *path, const char *key,
 		      long long min, long long max, long long dflt)
 {
 	json_t *v = json_object_get(obj, key);
@@ -1490,7 +1467,7 @@ static long long cint(struct cctx *c, json_t *obj, const char *path, const char 
 		return dflt;
 	snprintf(kp, sizeof(kp), "%s.%s", path, key);
 	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-		cfail(c, kp, "must be an integer between %lld and %lld", min, max);
+		jsonpos_fail(c, kp, "must be an integer between %lld and %lld", min, max);
 		return dflt;
 	}
 	return json_integer_value(v);
@@ -1504,7 +1481,7 @@ int identity_conf_load(json_t *obj, const char *path, const char *file, const ch
 					   "allow_oidc_bearer", NULL };
 	static const char *const ikeys[] = { "issuer", "audience", "jwks_file", "jwks_uri",
 					     "algs", "groups_claim", "leeway_s", NULL };
-	struct cctx c = { file ? file : "(config)", text, len, err, errlen, 0 };
+	struct jsonpos_ctx c = { file ? file : "(config)", text, len, err, errlen, 0 };
 	json_t *iss, *e, *a, *b;
 	char ip[256], kp[300];
 	size_t i, k;
@@ -1515,7 +1492,7 @@ int identity_conf_load(json_t *obj, const char *path, const char *file, const ch
 	if (!obj)
 		return 0;
 	if (!json_is_object(obj)) {
-		cfail(&c, path, "must be an object ({...})");
+		jsonpos_fail(&c, path, "must be an object ({...})");
 		return -EINVAL;
 	}
 	ckeys(&c, obj, path, top);
@@ -1527,13 +1504,13 @@ int identity_conf_load(json_t *obj, const char *path, const char *file, const ch
 	b = json_object_get(obj, "allow_oidc_bearer");
 	if (b && !json_is_boolean(b)) {
 		snprintf(kp, sizeof(kp), "%s.allow_oidc_bearer", path);
-		cfail(&c, kp, "must be true or false");
+		jsonpos_fail(&c, kp, "must be true or false");
 	}
 	out->allow_oidc_bearer = json_is_true(b);
 	iss = json_object_get(obj, "issuers");
 	if (iss && (!json_is_array(iss) || json_array_size(iss) > IDENTITY_MAX_ISSUERS)) {
 		snprintf(kp, sizeof(kp), "%s.issuers", path);
-		cfail(&c, kp, "must be an array of at most %d issuer objects",
+		jsonpos_fail(&c, kp, "must be an array of at most %d issuer objects",
 		      IDENTITY_MAX_ISSUERS);
 		iss = NULL;
 	}
@@ -1542,7 +1519,7 @@ int identity_conf_load(json_t *obj, const char *path, const char *file, const ch
 
 		snprintf(ip, sizeof(ip), "%s.issuers[%zu]", path, i);
 		if (!json_is_object(e)) {
-			cfail(&c, ip, "must be an object with issuer, audience and jwks_file "
+			jsonpos_fail(&c, ip, "must be an object with issuer, audience and jwks_file "
 				      "or jwks_uri");
 			continue;
 		}
@@ -1554,25 +1531,25 @@ int identity_conf_load(json_t *obj, const char *path, const char *file, const ch
 		is->groups_claim = cstr(&c, e, ip, "groups_claim", 0);
 		is->leeway_s = (int)cint(&c, e, ip, "leeway_s", 0, 600, IDENTITY_DEFAULT_LEEWAY);
 		if (!is->jwks_file && !is->jwks_uri)
-			cfail(&c, ip, "needs jwks_file or jwks_uri: where the issuer's keys are");
+			jsonpos_fail(&c, ip, "needs jwks_file or jwks_uri: where the issuer's keys are");
 		if (is->jwks_uri && strncmp(is->jwks_uri, "https://", 8)) {
 			snprintf(kp, sizeof(kp), "%s.jwks_uri", ip);
-			cfail(&c, kp, "must be an https:// URL");
+			jsonpos_fail(&c, kp, "must be an https:// URL");
 		}
 		for (k = 0; is->issuer && k < i; k++)
 			if (out->issuers[k].issuer && !strcmp(out->issuers[k].issuer, is->issuer)) {
 				snprintf(kp, sizeof(kp), "%s.issuer", ip);
-				cfail(&c, kp, "issuer \"%s\" is listed twice", is->issuer);
+				jsonpos_fail(&c, kp, "issuer \"%s\" is listed twice", is->issuer);
 			}
 		a = json_object_get(e, "algs");
 		snprintf(kp, sizeof(kp), "%s.algs", ip);
 		if (a && (!json_is_array(a) || !json_array_size(a)))
-			cfail(&c, kp, "must be a non-empty array of \"RS256\" and \"ES256\"");
+			jsonpos_fail(&c, kp, "must be a non-empty array of \"RS256\" and \"ES256\"");
 		json_array_foreach(a, k, b) {
 			unsigned x = json_is_string(b) ? (unsigned)alg_of(json_string_value(b)) : 0;
 
 			if (!x)
-				cfail(&c, kp, "only \"RS256\" and \"ES256\" are accepted (never none "
+				jsonpos_fail(&c, kp, "only \"RS256\" and \"ES256\" are accepted (never none "
 					      "or HS*)");
 			is->algs |= x;
 		}

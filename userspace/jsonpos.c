@@ -2,6 +2,8 @@
  *
  * A skipping scanner, not a parser: strings are skipped honouring escapes, containers by
  * recursion bounded to JSONPOS_MAX_DEPTH. Work is linear in the text. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -165,4 +167,20 @@ int jsonpos_line(const char *text, size_t len, const char *path)
 	int line = find(&s, path, 0);
 
 	return line ? line : s.best;
+}
+
+void jsonpos_fail(struct jsonpos_ctx *c, const char *key, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (c->failed++)
+		return;
+	n = snprintf(c->err, c->errlen, "%s:%d: %s: ", c->file,
+		     c->text ? jsonpos_line(c->text, c->len, key) : 0, *key ? key : "(top level)");
+	if (n < 0 || (size_t)n >= c->errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
 }

@@ -65,30 +65,7 @@ const char *policy_access_name(enum policy_access a)
 	return (unsigned)a < POLICY_ACCESS_COUNT ? access_names[a] : "unknown";
 }
 
-struct ctx {
-	const char *file, *text;
-	size_t len;
-	char *err;
-	size_t errlen;
-	int failed;
-};
 
-__attribute__((format(printf, 3, 4))) static void fail(struct ctx *c, const char *key,
-							const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (c->failed++)
-		return;
-	n = snprintf(c->err, c->errlen, "%s:%d: %s: ", c->file, jsonpos_line(c->text, c->len, key),
-		     *key ? key : "(top level)");
-	if (n < 0 || (size_t)n >= c->errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
-	va_end(ap);
-}
 
 static int parse_verdict(const char *s, enum policy_verdict *v)
 {
@@ -103,7 +80,7 @@ static int parse_verdict(const char *s, enum policy_verdict *v)
 	return 0;
 }
 
-static void get_list(struct ctx *c, json_t *r, const char *path, const char *key, struct list *l,
+static void get_list(struct jsonpos_ctx *c, json_t *r, const char *path, const char *key, struct list *l,
 		     int upper)
 {
 	json_t *v = json_object_get(r, key), *e;
@@ -115,7 +92,7 @@ static void get_list(struct ctx *c, json_t *r, const char *path, const char *key
 		return;
 	snprintf(kp, sizeof(kp), "%s.%s", path, key);
 	if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > POLICY_MAX_LIST) {
-		fail(c, kp, "must be a non-empty list of at most %d strings (leave the key out to "
+		jsonpos_fail(c, kp, "must be a non-empty list of at most %d strings (leave the key out to "
 			    "match anything)", POLICY_MAX_LIST);
 		return;
 	}
@@ -123,12 +100,12 @@ static void get_list(struct ctx *c, json_t *r, const char *path, const char *key
 		s = json_string_value(e);
 		if (!s || !*s) {
 			snprintf(kp, sizeof(kp), "%s.%s[%zu]", path, key, i);
-			fail(c, kp, "must be a non-empty string");
+			jsonpos_fail(c, kp, "must be a non-empty string");
 			return;
 		}
 		if (upper && strcmp(s, "*") && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_") != strlen(s)) {
 			snprintf(kp, sizeof(kp), "%s.%s[%zu]", path, key, i);
-			fail(c, kp, "\"%s\" is not a statement kind; kinds are written as BigQuery's "
+			jsonpos_fail(c, kp, "\"%s\" is not a statement kind; kinds are written as BigQuery's "
 				    "statementType, e.g. \"SELECT\", \"DROP_TABLE\" (sluicectl explain "
 				    "shows a query's kinds)", s);
 			return;
@@ -137,7 +114,7 @@ static void get_list(struct ctx *c, json_t *r, const char *path, const char *key
 	}
 }
 
-static void load_rule(struct ctx *c, json_t *r, int idx, struct rule *out, struct policy *p)
+static void load_rule(struct jsonpos_ctx *c, json_t *r, int idx, struct rule *out, struct policy *p)
 {
 	static const char *const known[] = { "name", "reason", "cgroups", "groups", "projects",
 		"datasets", "tables", "statements", "operations", "access", "unbounded",
@@ -150,7 +127,7 @@ static void load_rule(struct ctx *c, json_t *r, int idx, struct rule *out, struc
 
 	snprintf(path, sizeof(path), "rules[%d]", idx);
 	if (!json_is_object(r)) {
-		fail(c, path, "each rule must be an object");
+		jsonpos_fail(c, path, "each rule must be an object");
 		return;
 	}
 	json_object_foreach(r, key, v) {
@@ -158,7 +135,7 @@ static void load_rule(struct ctx *c, json_t *r, int idx, struct rule *out, struc
 			;
 		if (!known[k]) {
 			snprintf(kp, sizeof(kp), "%s.%s", path, key);
-			fail(c, kp, "unknown key; a rule has: name, decision, reason, cgroups, groups, "
+			jsonpos_fail(c, kp, "unknown key; a rule has: name, decision, reason, cgroups, groups, "
 				    "claims, projects, datasets, tables, statements, operations, access, "
 				    "unbounded, legacy_sql");
 		}
@@ -166,23 +143,23 @@ static void load_rule(struct ctx *c, json_t *r, int idx, struct rule *out, struc
 	s = json_string_value(json_object_get(r, "name"));
 	if (!s || !*s) {
 		snprintf(kp, sizeof(kp), "%s", path);
-		fail(c, kp, "needs a \"name\": it is quoted to agents and in recordings");
+		jsonpos_fail(c, kp, "needs a \"name\": it is quoted to agents and in recordings");
 		return;
 	}
 	for (j = 0; j < idx; j++)
 		if (p->rules[j].name && !strcmp(p->rules[j].name, s)) {
 			snprintf(kp, sizeof(kp), "%s.name", path);
-			fail(c, kp, "\"%s\" is already the name of rules[%d]; names must be unique", s, j);
+			jsonpos_fail(c, kp, "\"%s\" is already the name of rules[%d]; names must be unique", s, j);
 		}
 	out->name = strdup(s);
 	s = json_string_value(json_object_get(r, "decision"));
 	snprintf(kp, sizeof(kp), "%s.decision", path);
 	if (!s || parse_verdict(s, &out->verdict))
-		fail(c, kp, "must be \"allow\", \"deny\" or \"approve\"");
+		jsonpos_fail(c, kp, "must be \"allow\", \"deny\" or \"approve\"");
 	v = json_object_get(r, "reason");
 	if (v && !json_is_string(v)) {
 		snprintf(kp, sizeof(kp), "%s.reason", path);
-		fail(c, kp, "must be a string");
+		jsonpos_fail(c, kp, "must be a string");
 	}
 	out->reason = strdup(v ? json_string_value(v) : "");
 	get_list(c, r, path, "cgroups", &out->cgroups, 0);
@@ -196,14 +173,14 @@ static void load_rule(struct ctx *c, json_t *r, int idx, struct rule *out, struc
 	if (v) {
 		snprintf(kp, sizeof(kp), "%s.access", path);
 		if (!json_is_array(v) || !json_array_size(v))
-			fail(c, kp, "must be a non-empty list");
+			jsonpos_fail(c, kp, "must be a non-empty list");
 		json_array_foreach(v, i, e) {
 			for (k = 0; k < POLICY_ACCESS_COUNT; k++)
 				if (json_is_string(e) && !strcmp(json_string_value(e), access_names[k]))
 					break;
 			if (k == POLICY_ACCESS_COUNT) {
 				snprintf(kp, sizeof(kp), "%s.access[%zu]", path, i);
-				fail(c, kp, "must be one of read-data, read-metadata, write-data, ddl, "
+				jsonpos_fail(c, kp, "must be one of read-data, read-metadata, write-data, ddl, "
 					    "iam, job-control");
 			} else {
 				out->access_mask |= 1u << k;
@@ -217,12 +194,12 @@ static void load_rule(struct ctx *c, json_t *r, int idx, struct rule *out, struc
 
 		snprintf(kp, sizeof(kp), "%s.claims", path);
 		if (!json_is_object(v) || !json_object_size(v))
-			fail(c, kp, "must be an object of claim name to glob, e.g. "
+			jsonpos_fail(c, kp, "must be an object of claim name to glob, e.g. "
 				    "{\"environment\": \"production\"}");
 		json_object_foreach(v, ck, cv)
 			if (!json_is_string(cv)) {
 				snprintf(kp, sizeof(kp), "%s.claims.%s", path, ck);
-				fail(c, kp, "must be a string (a glob the claim's value must match)");
+				jsonpos_fail(c, kp, "must be a string (a glob the claim's value must match)");
 			}
 		out->claims = json_incref(v);
 	}
@@ -231,21 +208,21 @@ static void load_rule(struct ctx *c, json_t *r, int idx, struct rule *out, struc
 	if (v) {
 		snprintf(kp, sizeof(kp), "%s.unbounded", path);
 		if (!json_is_boolean(v))
-			fail(c, kp, "must be true or false");
+			jsonpos_fail(c, kp, "must be true or false");
 		out->unbounded = json_is_true(v);
 	}
 	v = json_object_get(r, "legacy_sql");
 	if (v) {
 		snprintf(kp, sizeof(kp), "%s.legacy_sql", path);
 		if (!json_is_boolean(v))
-			fail(c, kp, "must be true or false");
+			jsonpos_fail(c, kp, "must be true or false");
 		out->legacy_sql = json_is_true(v);
 	}
 }
 
 /* The "masks" section (mask.c validates it; its errors name the key path, to which the line
  * is added here) and the tokenize key: a root-only file, or random bytes for this process. */
-static void load_masks(struct ctx *c, json_t *root, struct policy *p)
+static void load_masks(struct jsonpos_ctx *c, json_t *root, struct policy *p)
 {
 	json_t *m = json_object_get(root, "masks");
 	const char *kf = json_string_value(json_object_get(root, "mask_key_file"));
@@ -261,14 +238,14 @@ static void load_masks(struct ctx *c, json_t *root, struct policy *p)
 		size_t k = strcspn(merr, ": ");
 
 		snprintf(kp, sizeof(kp), "%.*s", (int)k, merr);
-		fail(c, kp, "%s", merr[k] ? merr + k + 2 : merr);
+		jsonpos_fail(c, kp, "%s", merr[k] ? merr + k + 2 : merr);
 		return;
 	}
 	if (kf) {
 		f = fopen(kf, "re");
 		if (!f || fstat(fileno(f), &st) || (st.st_mode & 077) ||
 		    (n = fread(key, 1, sizeof(key), f)) < 16)
-			fail(c, "mask_key_file", "%s: must be a file of at least 16 random bytes that "
+			jsonpos_fail(c, "mask_key_file", "%s: must be a file of at least 16 random bytes that "
 			     "only its owner can read (chmod 600)", kf);
 		if (f)
 			fclose(f);
@@ -276,13 +253,13 @@ static void load_masks(struct ctx *c, json_t *root, struct policy *p)
 		n = RAND_bytes(key, 32) == 1 ? 32 : 0; /* tokens then last as long as the process */
 	}
 	if (!c->failed && (n < 16 || mask_rules_set_key(p->masks, key, n)))
-		fail(c, "mask_key_file", "the tokenize key could not be set");
+		jsonpos_fail(c, "mask_key_file", "the tokenize key could not be set");
 	OPENSSL_cleanse(key, sizeof(key));
 }
 
 struct policy *policy_load(const char *path, char *err, size_t errlen)
 {
-	struct ctx c = { .file = path, .err = err, .errlen = errlen };
+	struct jsonpos_ctx c = { .file = path, .err = err, .errlen = errlen };
 	struct policy *p = calloc(1, sizeof(*p));
 	json_t *root = NULL, *rules, *v;
 	json_error_t jerr;
@@ -311,19 +288,19 @@ struct policy *policy_load(const char *path, char *err, size_t errlen)
 		goto fail;
 	}
 	if (!json_is_object(root)) {
-		fail(&c, "", "a policy is a JSON object with \"rules\" and \"default\"");
+		jsonpos_fail(&c, "", "a policy is a JSON object with \"rules\" and \"default\"");
 		goto fail;
 	}
 	json_object_foreach(root, key, v) {
 		if (strcmp(key, "rules") && strcmp(key, "default") && strcmp(key, "description") &&
 		    strcmp(key, "groups") && strcmp(key, "masks") && strcmp(key, "mask_key_file"))
-			fail(&c, key, "unknown key; a policy has \"description\", \"groups\", "
+			jsonpos_fail(&c, key, "unknown key; a policy has \"description\", \"groups\", "
 				      "\"default\", \"rules\", \"masks\" and \"mask_key_file\"");
 	}
 	load_masks(&c, root, p);
 	v = json_object_get(root, "groups");
 	if (v && (!json_is_object(v) || json_object_size(v) > POLICY_MAX_LIST))
-		fail(&c, "groups", "must be an object mapping a group name to cgroup path globs, "
+		jsonpos_fail(&c, "groups", "must be an object mapping a group name to cgroup path globs, "
 			 "e.g. {\"analysts\": [\"/agents.slice/analyst-*\"]}");
 	else if (v) {
 		json_t *g;
@@ -337,17 +314,17 @@ struct policy *policy_load(const char *path, char *err, size_t errlen)
 				char kp[300];
 
 				snprintf(kp, sizeof(kp), "groups.%s", key);
-				fail(&c, kp, "must list at least one cgroup path glob");
+				jsonpos_fail(&c, kp, "must list at least one cgroup path glob");
 			}
 		}
 	}
 	p->dflt = POLICY_DENY;
 	v = json_object_get(root, "default");
 	if (v && (!(s = json_string_value(v)) || parse_verdict(s, &p->dflt)))
-		fail(&c, "default", "must be \"allow\", \"deny\" or \"approve\"");
+		jsonpos_fail(&c, "default", "must be \"allow\", \"deny\" or \"approve\"");
 	rules = json_object_get(root, "rules");
 	if (!json_is_array(rules) || json_array_size(rules) > POLICY_MAX_RULES) {
-		fail(&c, "rules", "must be a list of at most %d rules", POLICY_MAX_RULES);
+		jsonpos_fail(&c, "rules", "must be a list of at most %d rules", POLICY_MAX_RULES);
 		goto fail;
 	}
 	json_array_foreach(rules, i, v) {
