@@ -27,6 +27,10 @@ ct_on_cleanup() {
   [ -f "$GATE_DIR/haproxy.pid" ] && kill -TERM $(cat "$GATE_DIR/haproxy.pid") 2>/dev/null
   sleep 0.3
   cp "$GATE_DIR/sluiced.log" build/bench-sluiced.log 2>/dev/null
+  # why sluiced's connections ended, counted (from its recording)
+  gate_conns 2>/dev/null | node -e 'const c = {}; require("readline").createInterface({ input: process.stdin })
+    .on("line", l => { const r = JSON.parse(l); const k = r.route + " " + (r.reason || "-"); c[k] = (c[k] || 0) + 1; })
+    .on("close", () => { for (const k in c) console.log(c[k] + " " + k); })' > build/bench-conns.txt 2>/dev/null
   umount "$GATE_DIR/recmem" 2>/dev/null
   gate_cleanup
 }

@@ -1129,8 +1129,18 @@ static int access_step(struct conn *c)
 /* The request is complete in s[CLI].in: check it and relay it. */
 static void request_ready(struct conn *c)
 {
+	struct http1_limits lim = { c->env->conf->max_header_bytes,
+				    (size_t)c->env->conf->max_headers };
 	char host[256];
 
+	/* The head's slices point into s[CLI].in, which may have been moved (realloc) while
+	 * the body arrived: parse the head again where it now is (cheap: the head only). */
+	c->req.headers = c->req_h;
+	if (http1_parse_request(c->s[CLI].in.p, c->head_len, 0, &lim, &c->req, NULL) !=
+	    (int)c->head_len) {
+		conn_close(c, "request head changed while its body arrived");
+		return;
+	}
 	host_of(c->req.host, host, sizeof(host));
 	if (strcasecmp(host, c->sni)) {
 		deny(c, 400, "INVALID_ARGUMENT", "badRequest",
@@ -1508,6 +1518,14 @@ static void parse_response(struct conn *c)
 		break;
 	}
 	c->res_in_body = 0;
+	/* as for requests: the head's slices must point where the head is now */
+	c->res.headers = c->res_h;
+	if (http1_parse_response(u->in.p, c->res_head_len, 0, &lim, c->head_is_head ?
+				 HTTP1_REQ_HEAD : HTTP1_REQ_OTHER, &c->res, NULL) !=
+	    (int)c->res_head_len) {
+		conn_close(c, "response head changed while its body arrived");
+		return;
+	}
 	if (c->submit_body && (c->res.status == 200 || c->res.status == 409)) {
 		/* the approved job is in BigQuery (409: already, from before a restart); the poll
 		 * that carried it is answered as a job still running, and the next goes through */
@@ -1643,6 +1661,9 @@ static void drive_tls(struct conn *c, int i)
 			return;
 		}
 	}
+	if (k == -2 && !c->reason)
+		c->reason = i == CLI ? "TLS error reading from the agent" :
+			    "TLS error reading from BigQuery";
 	if (k == -1 || k == -2)
 		s->eof = 1;
 }
@@ -1853,6 +1874,11 @@ void proxy_on_recv(struct worker *w, struct op *op, int res, const char *data, s
 	c->trimmed = 0;
 	if (c->st != C_CLOSING) {
 		if (res <= 0) {
+			if (res < 0 && !c->reason)
+				c->reason = op->side == CLI ? "receive error from the agent" :
+					    "receive error from BigQuery";
+			else if (!c->reason && op->side == UP && c->st != C_SPLICE)
+				c->reason = "BigQuery closed the connection";
 			s->eof = 1;
 		} else {
 			if (op->side == CLI)

@@ -93,6 +93,23 @@ check_eq "200 KB echoed byte-exact through the splice" "$(sed -n 2p "$GATE_DIR/s
   "$(sha256sum < "$GATE_DIR/blob" | cut -d' ' -f1)"
 check_contains "splice recorded" "$(gate_conns)" '"dst_port":7777,"sni":"","route":"splice"'
 
+# Keep-alive with large responses (and so a receive buffer that grows while a response
+# arrives): 400 requests on 4 connections, every response intact and the connections reused.
+out=$(ct_exec agent env CA="$GATE_DIR/sluice-ca.pem" node -e '
+const https = require("https"), fs = require("fs");
+const agent = new https.Agent({ keepAlive: true, maxSockets: 4, ca: fs.readFileSync(process.env.CA) });
+let ok = 0, bad = 0; const errs = {}, sockets = new Set();
+const one = () => new Promise(res => https.get({ host: "bigquery.googleapis.com", agent,
+    path: "/bigquery/v2/projects/demo-project/datasets/sales/tables/orders/data?maxResults=200",
+    headers: { authorization: "Bearer t" } }, r => { sockets.add(r.socket.localPort); let b = "";
+    r.on("data", d => b += d); r.on("end", () => { try { JSON.parse(b); r.statusCode === 200 ? ok++ : bad++; }
+      catch (e) { bad++; errs.parse = 1; } res(); }); })
+  .on("error", e => { bad++; errs[e.code] = 1; res(); }));
+(async () => { for (let k = 0; k < 100; k++) await Promise.all([one(), one(), one(), one()]);
+  console.log("ok=" + ok + " bad=" + bad + " sockets=" + sockets.size + " " + JSON.stringify(errs)); process.exit(0); })();' 2>&1)
+check_contains "400 large responses on keep-alive connections all arrive intact" "$out" "ok=400 bad=0"
+check "... on reused connections" bash -c '[[ "$1" =~ sockets=([0-9]+) ]] && [ "${BASH_REMATCH[1]}" -le 8 ]' _ "$out"
+
 # SIGHUP mid-connection: two requests on one keep-alive connection, a reload in between.
 cat > "$GATE_DIR/ka.js" <<'JS'
 const https = require("https"), fs = require("fs");
