@@ -31,6 +31,7 @@ ct_on_cleanup() {
   gate_conns 2>/dev/null | node -e 'const c = {}; require("readline").createInterface({ input: process.stdin })
     .on("line", l => { const r = JSON.parse(l); const k = r.route + " " + (r.reason || "-"); c[k] = (c[k] || 0) + 1; })
     .on("close", () => { for (const k in c) console.log(c[k] + " " + k); })' > build/bench-conns.txt 2>/dev/null
+  [ -n "${SLUICED_PID:-}" ] && kill -TERM "$SLUICED_PID" 2>/dev/null && wait "$SLUICED_PID" 2>/dev/null
   umount "$GATE_DIR/recmem" 2>/dev/null
   gate_cleanup
 }
