@@ -29,6 +29,8 @@ struct gate_verdict {
 	char *body;               /* the request body to send instead (SQL rewritten for masking);
 				   * NULL: send the agent's own. Freed by gate_verdict_free */
 	char *rewritten_sql;      /* the last rewritten SQL text (for explain and recordings) */
+	void *row_mask;           /* struct mask_set *: mask the response's rows by schema */
+	char *schema_target;      /* ... whose schema tables.get at this path gives */
 };
 
 /* Decide <req> for <subject> under <policy>. With <want_analysis>, out->analysis is a JSON

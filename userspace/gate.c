@@ -86,6 +86,8 @@ struct masking {
 	int refused;
 	char reason[4096];
 	char *texts[ROUTE_MAX_SQL]; /* rewritten SQL per route_sql, NULL: unchanged */
+	struct mask_set *row_mask;  /* tabledata.list of a masked table: mask its rows */
+	char *schema_target;
 };
 
 static pthread_mutex_t marked_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -553,10 +555,16 @@ static void masked_api(struct masking *mk, const struct route_result *rr)
 	if (!strcmp(rr->method_id, "bigquery.tabledata.list")) {
 		snprintf(name, sizeof(name), "%s.%s.%s", rr->project, rr->dataset, rr->table);
 		if (mask_lookup(mk, name, 0, &set) > 0) {
-			mk->refused = 1;
-			snprintf(mk->reason, sizeof(mk->reason), "%s has masked columns: read it with a "
-				 "query (SELECT), which returns masked values, not tabledata.list",
-				 name);
+			/* no SQL to rewrite: the rows are masked in the response, by the table's
+			 * schema (tables.get, fetched by sluiced first) */
+			mk->row_mask = malloc(sizeof(set));
+			if (mk->row_mask)
+				*mk->row_mask = set;
+			if (!mk->row_mask || asprintf(&mk->schema_target, "/bigquery/v2/projects/%s/"
+					"datasets/%s/tables/%s", rr->project, rr->dataset, rr->table) < 0) {
+				mk->refused = 1;
+				snprintf(mk->reason, sizeof(mk->reason), "out of memory");
+			}
 		}
 	}
 	if (!strcmp(rr->method_id, "bigquery.jobs.getQueryResults") && !job_seen(rr->job_id)) {
@@ -616,6 +624,13 @@ static void masking_finish(struct masking *mk, const struct gate_request *req,
 		out->status = 403;
 		free(out->body);
 		out->body = NULL;
+	}
+	if (!mk->refused) {
+		out->row_mask = mk->row_mask;
+		out->schema_target = mk->schema_target;
+	} else {
+		free(mk->row_mask);
+		free(mk->schema_target);
 	}
 	for (k = ROUTE_MAX_SQL - 1; k >= 0; k--) {
 		if (mk->texts[k] && !out->rewritten_sql && !mk->refused)
@@ -717,4 +732,8 @@ void gate_verdict_free(struct gate_verdict *v)
 	v->body = NULL;
 	free(v->rewritten_sql);
 	v->rewritten_sql = NULL;
+	free(v->row_mask);
+	v->row_mask = NULL;
+	free(v->schema_target);
+	v->schema_target = NULL;
 }

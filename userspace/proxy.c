@@ -29,6 +29,7 @@
 #include "approve.h"
 #include "gate.h"
 #include "jobs.h"
+#include "mask.h"
 #include "http1.h"
 #include "log.h"
 #include "proxy.h"
@@ -87,6 +88,10 @@ struct conn {
 	char poll_project[128], poll_job[APPROVE_JOB_ID_LEN], poll_loc[64];
 	char *submit_body;       /* the approved job, sent instead of the agent's poll */
 	char *up_body;           /* the request body with its SQL rewritten for masking */
+	struct mask_set *row_mask; /* tabledata.list of a masked table: its rows are masked */
+	char *schema_target;     /* ... by the schema tables.get at this path gives, */
+	char *schema;            /* ... fetched first (JSON) */
+	int fetching_schema;
 	char *rewritten_sql;     /* ... that SQL, for the recording */
 	int recording;           /* the request's record is on its way to disk */
 	uint64_t forwarded_ms;   /* when the request left for BigQuery (for the latency) */
@@ -234,6 +239,9 @@ static void conn_free(struct conn *c)
 	free(c->submit_body);
 	free(c->up_body);
 	free(c->rewritten_sql);
+	free(c->row_mask);
+	free(c->schema_target);
+	free(c->schema);
 	free(c);
 	count_conns--;
 }
@@ -644,7 +652,13 @@ static int send_request(struct conn *c, const char *body, size_t body_len)
 		body = c->up_body;
 		body_len = strlen(c->up_body);
 	}
-	if (c->submit_body) { /* the approved job goes up in place of the agent's poll */
+	if (c->fetching_schema) { /* tables.get first: the schema that masks the rows */
+		out_str(&b, "GET ");
+		out_str(&b, c->schema_target);
+		out_str(&b, " HTTP/1.1\r\n");
+		body = NULL;
+		body_len = 0;
+	} else if (c->submit_body) { /* the approved job goes up in place of the agent's poll */
 		snprintf(num, sizeof(num), "POST /bigquery/v2/projects/");
 		out_str(&b, num);
 		out_str(&b, c->poll_project);
@@ -660,7 +674,8 @@ static int send_request(struct conn *c, const char *body, size_t body_len)
 	for (i = 0; i < r->num_headers; i++) {
 		if (is_hop_by_hop(r->headers[i].name) ||
 		    http1_slice_ieq(r->headers[i].name, "authorization") ||
-		    (c->submit_body && (http1_slice_ieq(r->headers[i].name, "content-type") ||
+		    ((c->submit_body || c->fetching_schema) &&
+		     (http1_slice_ieq(r->headers[i].name, "content-type") ||
 					http1_slice_ieq(r->headers[i].name, "content-encoding"))))
 			continue;
 		out_append(&b, r->headers[i].name.p, r->headers[i].name.len);
@@ -674,7 +689,7 @@ static int send_request(struct conn *c, const char *body, size_t body_len)
 		out_str(&b, "\r\n");
 	}
 	out_str(&b, "Via: 1.1 sluice\r\n");
-	if (body_len || r->body != HTTP1_BODY_NONE || c->submit_body) {
+	if (!c->fetching_schema && (body_len || r->body != HTTP1_BODY_NONE || c->submit_body)) {
 		snprintf(num, sizeof(num), "Content-Length: %zu\r\n", body_len);
 		out_str(&b, num);
 	}
@@ -1073,7 +1088,14 @@ static int decide(struct conn *c)
 	free(c->rewritten_sql);
 	c->up_body = v.body; /* masking: what goes upstream instead of the agent's body */
 	c->rewritten_sql = v.rewritten_sql;
-	v.body = v.rewritten_sql = NULL;
+	free(c->row_mask);
+	free(c->schema_target);
+	free(c->schema);
+	c->row_mask = v.row_mask;
+	c->schema_target = v.schema_target;
+	c->schema = NULL;
+	v.body = v.rewritten_sql = v.schema_target = NULL;
+	v.row_mask = NULL;
 	if (v.d.verdict == POLICY_ALLOW)
 		return 1;
 	if (v.d.verdict == POLICY_APPROVE && c->env->approve) {
@@ -1253,6 +1275,7 @@ static void forward(struct conn *c)
 	c->st = C_UPSTREAM;
 	c->deadline = worker_now_ms(c->w) + (uint64_t)c->env->conf->idle_timeout_ms;
 	c->forwarded_ms = worker_now_ms(c->w);
+	c->fetching_schema = c->row_mask && c->schema_target;
 	if (!c->env->rec) {
 		upstream_go(c);
 		return;
@@ -1525,6 +1548,68 @@ static void parse_response(struct conn *c)
 	    (int)c->res_head_len) {
 		conn_close(c, "response head changed while its body arrived");
 		return;
+	}
+	if (c->fetching_schema) {
+		c->fetching_schema = 0;
+		if (c->res.status == 200) {
+			/* the schema is in: now the agent's own tabledata.list goes up */
+			json_t *t = json_loadb(u->in.p + c->res_head_len, body_len, 0, NULL);
+
+			free(c->schema);
+			c->schema = json_object_get(t, "schema") ?
+				json_dumps(json_object_get(t, "schema"), JSON_COMPACT) : NULL;
+			json_decref(t);
+			buf_consume(&u->in, c->res_head_len + body_len);
+			if (!c->schema) {
+				deny(c, 502, "UNAVAILABLE", "backendError", "sluice: the table's schema "
+				     "was not in BigQuery's answer, so its rows cannot be masked");
+				return;
+			}
+			if (!c->res.keep_alive) {
+				close(u->fd);
+				u->fd = -1;
+				tls_conn_free(u->tls);
+				u->tls = NULL;
+				u->hs_done = u->eof = u->connected = 0;
+				u->in.len = 0;
+			}
+			c->st = C_UPSTREAM;
+			if (u->fd < 0)
+				upstream_go(c);
+			advance(c);
+			return;
+		}
+		/* BigQuery's error about the table (404...) is the agent's answer */
+		free(c->row_mask);
+		c->row_mask = NULL;
+	}
+	if (c->row_mask && c->res.status == 200) {
+		/* rows of a masked table: masked here by the schema, or withheld */
+		struct mask_buf mb = { .max = c->env->conf->max_body_bytes * 2 + 65536 };
+		json_t *schema = c->schema ? json_loads(c->schema, 0, NULL) : NULL;
+		char err[256];
+		struct mask_plan *plan = schema ? mask_plan_new(schema, c->row_mask, err, sizeof(err))
+					 : NULL;
+		long masked = plan ? mask_rows(plan, u->in.p + c->res_head_len, body_len, &mb) : -1;
+		int failed;
+
+		json_decref(schema);
+		mask_plan_free(plan);
+		free(c->row_mask);
+		c->row_mask = NULL;
+		if (masked < 0) {
+			free(mb.p);
+			deny(c, 502, "UNAVAILABLE", "backendError", "sluice: the rows of a table with "
+			     "masked columns could not be masked, so they are withheld");
+			return;
+		}
+		failed = send_response(c, mb.p, mb.len);
+		free(mb.p);
+		if (failed) {
+			conn_close(c, "out of memory");
+			return;
+		}
+		goto sent;
 	}
 	if (c->submit_body && (c->res.status == 200 || c->res.status == 409)) {
 		/* the approved job is in BigQuery (409: already, from before a restart); the poll
