@@ -50,6 +50,7 @@ struct policy_decision {
 
 struct policy;
 struct mask_rules;
+struct detect_rules;
 
 /* Load and validate the policy file <path>. Returns NULL with <err> "FILE:LINE: KEY: ...". */
 struct policy *policy_load(const char *path, char *err, size_t errlen);
@@ -65,6 +66,9 @@ int policy_groups_of(const struct policy *p, const char *cgroup, const char **ou
 
 /* The policy's masking rules ("masks"), or NULL when it masks nothing. */
 const struct mask_rules *policy_masks(const struct policy *p);
+
+/* The content detectors to run over responses ("detect"), or NULL when none is on. */
+const struct detect_rules *policy_detect(const struct policy *p);
 
 /* "allow", "approve", "deny". */
 const char *policy_verdict_name(enum policy_verdict v);

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "jsonpos.h"
+#include "detect.h"
 #include "mask.h"
 #include "policy.h"
 
@@ -44,7 +45,13 @@ struct policy {
 	struct group groups[POLICY_MAX_LIST];
 	int n_groups;
 	struct mask_rules *masks;
+	struct detect_rules detect;
 };
+
+const struct detect_rules *policy_detect(const struct policy *p)
+{
+	return p && p->detect.enabled ? &p->detect : NULL;
+}
 
 const struct mask_rules *policy_masks(const struct policy *p)
 {
@@ -220,6 +227,47 @@ static void load_rule(struct jsonpos_ctx *c, json_t *r, int idx, struct rule *ou
 	}
 }
 
+/* "detect": {"email": "mask", "card": "refuse", "ssn": "mask", "phone": "report",
+ * "iban": "off"}: content detectors over every response, with an action per kind. */
+static void load_detect(struct jsonpos_ctx *c, json_t *root, struct policy *p)
+{
+	static const char *const kinds[5] = { "email", "card", "ssn", "phone", "iban" };
+	static const char *const acts[3] = { "report", "mask", "refuse" };
+	json_t *d = json_object_get(root, "detect"), *v;
+	const char *k;
+	char kp[64];
+	int i, a;
+
+	if (!d)
+		return;
+	if (!json_is_object(d)) {
+		jsonpos_fail(c, "detect", "must be an object of kind (email, card, ssn, phone, iban) "
+			     "to action (report, mask, refuse, off)");
+		return;
+	}
+	json_object_foreach(d, k, v) {
+		snprintf(kp, sizeof(kp), "detect.%s", k);
+		for (i = 0; i < 5 && strcmp(kinds[i], k); i++)
+			;
+		if (i == 5) {
+			jsonpos_fail(c, kp, "unknown detector; the detectors are email, card, ssn, "
+				     "phone and iban");
+			continue;
+		}
+		if (json_is_string(v) && !strcmp(json_string_value(v), "off"))
+			continue;
+		for (a = 0; a < 3 && !(json_is_string(v) && !strcmp(json_string_value(v), acts[a]));
+		     a++)
+			;
+		if (a == 3) {
+			jsonpos_fail(c, kp, "must be \"report\", \"mask\", \"refuse\" or \"off\"");
+			continue;
+		}
+		p->detect.enabled |= 1u << i;
+		p->detect.action[i] = (enum detect_action)a;
+	}
+}
+
 /* The "masks" section (mask.c validates it; its errors name the key path, to which the line
  * is added here) and the tokenize key: a root-only file, or random bytes for this process. */
 static void load_masks(struct jsonpos_ctx *c, json_t *root, struct policy *p)
@@ -293,10 +341,13 @@ struct policy *policy_load(const char *path, char *err, size_t errlen)
 	}
 	json_object_foreach(root, key, v) {
 		if (strcmp(key, "rules") && strcmp(key, "default") && strcmp(key, "description") &&
-		    strcmp(key, "groups") && strcmp(key, "masks") && strcmp(key, "mask_key_file"))
+		    strcmp(key, "groups") && strcmp(key, "masks") && strcmp(key, "mask_key_file") &&
+		    strcmp(key, "detect"))
 			jsonpos_fail(&c, key, "unknown key; a policy has \"description\", \"groups\", "
-				      "\"default\", \"rules\", \"masks\" and \"mask_key_file\"");
+				      "\"default\", \"rules\", \"masks\", \"mask_key_file\" and "
+				      "\"detect\"");
 	}
+	load_detect(&c, root, p);
 	load_masks(&c, root, p);
 	v = json_object_get(root, "groups");
 	if (v && (!json_is_object(v) || json_object_size(v) > POLICY_MAX_LIST))

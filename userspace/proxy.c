@@ -29,6 +29,7 @@
 #include "approve.h"
 #include "gate.h"
 #include "jobs.h"
+#include "detect.h"
 #include "mask.h"
 #include "http1.h"
 #include "log.h"
@@ -92,6 +93,7 @@ struct conn {
 	char *schema_target;     /* ... by the schema tables.get at this path gives, */
 	char *schema;            /* ... fetched first (JSON) */
 	int fetching_schema;
+	struct detect_report found; /* what the content detectors saw in the last response */
 	char *rewritten_sql;     /* ... that SQL, for the recording */
 	int recording;           /* the request's record is on its way to disk */
 	uint64_t forwarded_ms;   /* when the request left for BigQuery (for the latency) */
@@ -1413,6 +1415,33 @@ static int json_field(const char *b, size_t len, const char *key, char *out, siz
 	return 1;
 }
 
+/* Content detectors over the response about to be relayed (every string, error messages
+ * included): values are masked in place, or the response is withheld. Returns 0 to relay it,
+ * -1 when it was refused (the agent got an error instead). */
+static int detect_response(struct conn *c, char *body, size_t len)
+{
+	const struct detect_rules *r = policy_detect(c->env->policy);
+	static const char *const names[5] = { "email addresses", "card numbers", "SSNs",
+					      "phone numbers", "IBANs" };
+	char msg[300];
+	int i, n = 0;
+
+	memset(&c->found, 0, sizeof(c->found));
+	if (!r || !len)
+		return 0;
+	detect_json(body, len, r, &c->found);
+	if (!c->found.refuse)
+		return 0;
+	n = snprintf(msg, sizeof(msg), "sluice: the response was withheld: it contains");
+	for (i = 0; i < 5; i++)
+		if (c->found.count[i] && r->action[i] == DETECT_REFUSE && n < (int)sizeof(msg))
+			n += snprintf(msg + n, sizeof(msg) - (size_t)n, " %s", names[i]);
+	if (n < (int)sizeof(msg))
+		snprintf(msg + n, sizeof(msg) - (size_t)n, ", which the policy does not let through");
+	deny(c, 403, "PERMISSION_DENIED", "accessDenied", msg); /* policy, not a fault: no retry */
+	return -1;
+}
+
 /* Rebuild the response head for the agent around a complete, de-chunked body. */
 static int send_response(struct conn *c, const char *body, size_t body_len)
 {
@@ -1603,6 +1632,10 @@ static void parse_response(struct conn *c)
 			     "masked columns could not be masked, so they are withheld");
 			return;
 		}
+		if (detect_response(c, mb.p, mb.len)) {
+			free(mb.p);
+			return;
+		}
 		failed = send_response(c, mb.p, mb.len);
 		free(mb.p);
 		if (failed) {
@@ -1646,7 +1679,13 @@ static void parse_response(struct conn *c)
 		char *restored = gate_restore(u->in.p + c->res_head_len, body_len, &rlen);
 
 		if (restored) {
-			int failed = send_response(c, restored, rlen);
+			int failed;
+
+			if (detect_response(c, restored, rlen)) {
+				free(restored);
+				return;
+			}
+			failed = send_response(c, restored, rlen);
 
 			free(restored);
 			if (failed) {
@@ -1656,6 +1695,8 @@ static void parse_response(struct conn *c)
 			goto sent;
 		}
 	}
+	if (detect_response(c, u->in.p + c->res_head_len, body_len))
+		return;
 	if (send_response(c, u->in.p + c->res_head_len, body_len)) {
 		conn_close(c, "out of memory");
 		return;
@@ -1675,6 +1716,10 @@ sent:
 			json_object_set_new(f, "rows", json_string(v));
 		if (f && json_field(b, body_len, "\"totalBytesProcessed\":", v, sizeof(v)))
 			json_object_set_new(f, "bytes_processed", json_string(v));
+		if (f && c->found.found)
+			json_object_set_new(f, "detected", json_pack("{s:i, s:i, s:i, s:i, s:i}",
+				"email", c->found.count[0], "card", c->found.count[1], "ssn",
+				c->found.count[2], "phone", c->found.count[3], "iban", c->found.count[4]));
 		if (f)
 			rec_put_body(f, "body", b, body_len, c->env->conf->record_body_bytes);
 		record_note(c, "response", f);

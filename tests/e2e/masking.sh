@@ -119,4 +119,22 @@ check_contains "tabledata.list of the masked table returns rows" "$out" 'ROWS [{
 check "... masked by the table's schema: no clear value" never_clear tabledata "$out"
 check_contains "... the same masking as queries (email keeps its domain)" "$out" "XXXXX@${email#*@}"
 check_contains "... nested fields untouched unless masked" "$out" '"city":"Springfield"'
+# Content detectors (defense in depth, no masks): an SSN in any string is masked in place, a
+# payment card number withholds the response.
+cat > "$GATE_DIR/detect.json" <<'JSON'
+{ "default": "deny", "detect": { "ssn": "mask", "card": "refuse", "email": "off" },
+  "rules": [ { "name": "reads", "statements": ["SELECT"], "decision": "allow" } ] }
+JSON
+sed -i "s|\"policy\": \"[^\"]*\"|\"policy\": \"$GATE_DIR/detect.json\"|" "$GATE_DIR/sluice.json"
+kill -TERM "$SLUICED_PID"; wait "$SLUICED_PID"
+gate_start || exit 1
+gate_warm agent
+out=$(agent "SELECT CONCAT('id ', ssn) AS s, email FROM \`demo-project.crm.customers\` $W")
+check_contains "detectors: the query is answered" "$out" '"ok":true'
+check "... the SSN inside a string is masked" bash -c '! [[ "$1" == *"$2"* ]]' _ "$out" "$ssn"
+check_contains "... an email is left (its detector is off)" "$out" "$email"
+out=$(agent "SELECT card_number FROM \`demo-project.crm.customers\` $W")
+check_contains "a card number withholds the response" "$out" '"ok":false'
+check_contains "... saying why" "$out" "card numbers"
+check "... and the number did not reach the agent" bash -c '! [[ "$1" == *"$2"* ]]' _ "$out" "$card"
 tap_done
