@@ -8,6 +8,15 @@
  *   PEEK -> SPLICE                      not an intercepted host: bytes pass unchanged
  *        -> DENY (error, close)         by configuration, or fail closed
  *        -> TLS handshake -> REQ -> UPSTREAM -> RESP -> REQ ...   intercepted host
+ *                             \-> HOLD (an approval) -/
+ *
+ * A complete request goes through request_ready(): the identity step (access.c: token
+ * endpoints answered here, the agent's bearer checked, sluiced's credential chosen), polls
+ * of jobs that waited for approval, the decision (gate.c: API model, analyzer, policy,
+ * masking rewrite), and forward(), which waits for the request's record to be durable
+ * before anything goes upstream. Responses are read whole (bounded), put back to the SQL the
+ * agent wrote, masked by schema where needed, passed through the content detectors,
+ * recorded, and relayed.
  */
 #include <arpa/inet.h>
 #include <jansson.h>
