@@ -169,7 +169,8 @@ static int buf_append(struct buf *b, const void *p, size_t n, size_t limit)
 		b->p = np;
 		b->cap = cap;
 	}
-	memcpy(b->p + b->len, p, n);
+	if (n) /* p may be NULL with nothing to copy (a request without a body) */
+		memcpy(b->p + b->len, p, n);
 	b->len = need;
 	return 0;
 }
