@@ -93,8 +93,10 @@ int main(int argc, char **argv)
 	return 0;
 }
 EOF
+# A make SAN=1 library needs the sanitizers' runtime in the driver too.
+san=; nm build/libsluice.a 2>/dev/null | grep -q __asan && san="-fsanitize=address,undefined"
 # shellcheck disable=SC2046
-cc -std=gnu11 -D_GNU_SOURCE -Iinclude -Ibuild -I/usr/include/libnl3 -o "$tmp/driver" "$tmp/driver.c" \
+cc -std=gnu11 $san -D_GNU_SOURCE -Iinclude -Ibuild -I/usr/include/libnl3 -o "$tmp/driver" "$tmp/driver.c" \
   build/libsluice.a $(pkg-config --libs libbpf liburing jansson libjwt openssl libnl-3.0 libnl-genl-3.0 \
   libnl-route-3.0 zlib) -lpthread || { echo "not ok - driver does not build"; exit 1; }
 
