@@ -56,6 +56,8 @@ static json_t *answer(const struct gate_verdict *v, int with_policy)
 	}
 	json_object_set_new(o, "rewritten_sql", v->rewritten_sql ? json_string(v->rewritten_sql)
 								 : json_null());
+	json_object_set_new(o, "masked", json_object_get(v->analysis, "masked") ?
+			    json_incref(json_object_get(v->analysis, "masked")) : json_array());
 	return o;
 }
 
@@ -72,6 +74,9 @@ static void print_human(json_t *o, int with_policy)
 		json_array_foreach(json_object_get(st, "tables"), j, t)
 			printf("  table %s\n", json_string_value(t));
 	}
+	json_array_foreach(json_object_get(o, "masked"), i, st)
+		printf("masked in %s: %s\n", json_string_value(json_object_get(st, "table")),
+		       json_string_value(json_object_get(st, "columns")));
 	if (json_is_string(json_object_get(o, "rewritten_sql")))
 		printf("rewritten for masking (what BigQuery runs):\n  %s\n",
 		       json_string_value(json_object_get(o, "rewritten_sql")));

@@ -88,6 +88,7 @@ struct masking {
 	char *texts[ROUTE_MAX_SQL]; /* rewritten SQL per route_sql, NULL: unchanged */
 	struct mask_set *row_mask;  /* tabledata.list of a masked table: mask its rows */
 	char *schema_target;
+	json_t *masked;             /* [{"table", "columns"}]: what the rewrite masked */
 };
 
 static pthread_mutex_t marked_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -187,6 +188,11 @@ static void rewrite_sql(struct masking *m, int k, const char *text, size_t len,
 	}
 	if (!rep.n_refs)
 		return;
+	if (!m->masked)
+		m->masked = json_array();
+	for (int t = 0; t < rep.n_tables && t < 16; t++)
+		json_array_append_new(m->masked, json_pack("{s:s, s:s}", "table", rep.tables[t].name,
+							   "columns", rep.tables[t].columns));
 	mark(text, len, id);
 	if (asprintf(&m->texts[k], GATE_MARK "%s*/ %.*s", id, (int)rep.out_len, m->out) < 0)
 		m->texts[k] = NULL;
@@ -625,6 +631,10 @@ static void masking_finish(struct masking *mk, const struct gate_request *req,
 		free(out->body);
 		out->body = NULL;
 	}
+	if (out->analysis && mk->masked) /* explain shows what was masked */
+		json_object_set(out->analysis, "masked", mk->masked);
+	json_decref(mk->masked);
+	mk->masked = NULL;
 	if (!mk->refused) {
 		out->row_mask = mk->row_mask;
 		out->schema_target = mk->schema_target;

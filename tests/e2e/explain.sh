@@ -25,6 +25,11 @@ out=$(ex --policy policies/production.json --sql 'DROP TABLE sales.orders')
 check_contains "for a person: the kind and the table" "$out" "statement 1: DROP_TABLE"
 check_contains "... and the decision with its reason" "$out" "decision: deny (rule no-destructive-ddl)"
 
+out=$(ex --json --policy policies/pii-masking.json --sql 'SELECT ssn AS x FROM crm.customers c')
+check_contains "with masks: the rewritten SQL BigQuery will run" "$(field '.rewritten_sql' <<< "$out")" 'TO_HEX(SHA256(ssn)) AS ssn'
+check_contains "... keeping the alias" "$(field '.rewritten_sql' <<< "$out")" ') AS c'
+check_contains "... and the masked columns per table" "$(field '.masked' <<< "$out")" '"columns":"ssn:sha256'
+
 tmp=$(mktemp); printf '{"rules": [\n {"name": "x", "decision": "alow"}]}' > "$tmp"
 out=$(ex --policy "$tmp" --sql 'SELECT 1'); rc=$?
 check_eq "invalid policy: exit 2" "$rc" 2
