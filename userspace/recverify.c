@@ -929,7 +929,8 @@ static int sess_line(void *arg, const char *line, size_t len, json_t *o)
 	}
 	if (type && !strcmp(type, "request"))
 		s->requests++;
-	if (type && !strcmp(type, "decision") && is_denial(o))
+	/* sluiced records a refusal in the request record itself (decision "deny") */
+	if (type && (!strcmp(type, "decision") || !strcmp(type, "request")) && is_denial(o))
 		s->denials++;
 	return 0;
 }

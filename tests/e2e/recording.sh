@@ -30,6 +30,8 @@ sessions=$(build/sluicectl sessions --dir "$rec" --json)
 check_contains "one stream for the container, named after it" "$sessions" "agent--"
 id=$(node -e 'const s = JSON.parse(process.argv[1]); const a = Array.isArray(s) ? s : s.sessions || s.streams;
   console.log(a.find(x => (x.stream || x.id || "").includes("agent")).stream || "")' "$sessions")
+check_eq "sessions counts the refused DROP as a denial" "$(node -e 'const s = JSON.parse(process.argv[1]);
+  const a = Array.isArray(s) ? s : s.sessions || s.streams; console.log(a.find(x => (x.stream || "").includes("agent")).denials)' "$sessions")" 1
 out=$(build/sluicectl replay "$id" --dir "$rec")
 check_contains "replay: the SQL the agent sent" "$out" 'customer_id = 7'
 check_contains "replay: the refused statement and its rule" "$out" 'no-destructive-ddl'
