@@ -4,6 +4,7 @@
 #ifndef SLUICE_JSONPOS_H
 #define SLUICE_JSONPOS_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 /* Line (1-based) at which the value at <path> starts in the JSON document <text>/<len>, or
@@ -27,5 +28,10 @@ struct jsonpos_ctx {
 /* Record an error about the value at <key> (a jsonpos_line path). */
 void jsonpos_fail(struct jsonpos_ctx *c, const char *key, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* Refuse every key of object <obj> (at <path>; "" for the root) that is not in the
+ * NULL-terminated <known>; the error lists the keys that are allowed there. */
+void jsonpos_known_keys(struct jsonpos_ctx *c, json_t *obj, const char *path,
+			const char *const *known);
 
 #endif

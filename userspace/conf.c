@@ -31,25 +31,6 @@ static void join(char *out, size_t outlen, const char *parent, const char *key)
 	snprintf(out, outlen, "%s%s%s", parent, *parent ? "." : "", key);
 }
 
-/* Refuse keys of <obj> (at <path>) that are not in the NULL-terminated <known>. */
-static void known_keys(struct jsonpos_ctx *c, json_t *obj, const char *path, const char *const *known)
-{
-	const char *key;
-	json_t *v;
-	char kp[256];
-	int i;
-
-	json_object_foreach(obj, key, v) {
-		for (i = 0; known[i] && strcmp(known[i], key); i++)
-			;
-		if (!known[i]) {
-			join(kp, sizeof(kp), path, key);
-			jsonpos_fail(c, kp, "unknown key; check its spelling against the README's "
-				    "configuration reference");
-		}
-	}
-}
-
 static json_t *get_object(struct jsonpos_ctx *c, json_t *obj, const char *path, const char *key)
 {
 	json_t *v = json_object_get(obj, key);
@@ -315,7 +296,7 @@ static void load_enforce(struct jsonpos_ctx *c, json_t *root, struct sluice_conf
 	int i;
 
 	if (o)
-		known_keys(c, o, "enforce", known);
+		jsonpos_known_keys(c, o, "enforce", known);
 	get_strlist(c, o, "enforce", "cgroups", &conf->cgroups, NULL, 0);
 	for (i = 0; i < conf->cgroups.n; i++) {
 		if (conf->cgroups.v[i][0] != '/' || strstr(conf->cgroups.v[i], "..")) {
@@ -338,7 +319,7 @@ static void load_intercept(struct jsonpos_ctx *c, json_t *root, struct sluice_co
 	size_t i;
 
 	if (o)
-		known_keys(c, o, "intercept", known);
+		jsonpos_known_keys(c, o, "intercept", known);
 	get_strlist(c, o, "intercept", "hosts", &conf->hosts, default_hosts,
 		    sizeof(default_hosts) / sizeof(default_hosts[0]));
 	conf->other_tls = get_action(c, o, "intercept", "other_tls", CONF_SPLICE);
@@ -365,14 +346,14 @@ static void load_upstream(struct jsonpos_ctx *c, json_t *root, struct sluice_con
 	size_t i;
 
 	if (o)
-		known_keys(c, o, "upstream", known);
+		jsonpos_known_keys(c, o, "upstream", known);
 	conf->upstream_ca_file = get_str(c, o, "upstream", "ca_file", NULL);
 	v = get_list(c, o, "upstream", "overrides", is_object, "an object {host, address, ca_file}");
 	json_array_foreach(v, i, e) {
 		struct conf_override *ov = &conf->overrides[conf->n_overrides++];
 
 		snprintf(kp, sizeof(kp), "upstream.overrides[%zu]", i);
-		known_keys(c, e, kp, known_ov);
+		jsonpos_known_keys(c, e, kp, known_ov);
 		ov->host = get_str(c, e, kp, "host", NULL);
 		ov->address = get_str(c, e, kp, "address", NULL);
 		ov->ca_file = get_str(c, e, kp, "ca_file", NULL);
@@ -391,7 +372,7 @@ static void load_limits(struct jsonpos_ctx *c, json_t *root, struct sluice_conf 
 	const char *p = "limits";
 
 	if (o)
-		known_keys(c, o, p, known);
+		jsonpos_known_keys(c, o, p, known);
 	conf->max_header_bytes = (size_t)get_int(c, o, p, "header_bytes", 1024, 1 << 20, 64 << 10);
 	conf->max_headers = (int)get_int(c, o, p, "headers", 8, 1000, 100);
 	conf->max_body_bytes = (size_t)get_int(c, o, p, "body_bytes", 1024, 1LL << 32, 100 << 20);
@@ -416,7 +397,7 @@ static void load_approvals(struct jsonpos_ctx *c, json_t *root, struct sluice_co
 	size_t i;
 
 	if (o)
-		known_keys(c, o, p, known);
+		jsonpos_known_keys(c, o, p, known);
 	conf->approvals_dir = get_str(c, o, p, "dir", "/var/lib/sluice/approvals");
 	conf->approval_timeout_s = (int)get_int(c, o, p, "timeout_s", 10, 7 * 86400, 900);
 	conf->approval_max_pending = (int)get_int(c, o, p, "max_pending", 1, 100000, 256);
@@ -435,7 +416,7 @@ static void load_approvals(struct jsonpos_ctx *c, json_t *root, struct sluice_co
 
 	o = get_object(c, root, "", "approvers");
 	if (o)
-		known_keys(c, o, "approvers", (const char *const[]){ "uids", "groups", NULL });
+		jsonpos_known_keys(c, o, "approvers", (const char *const[]){ "uids", "groups", NULL });
 	v = get_list(c, o, "approvers", "uids", is_uid, "a uid (a non-negative integer)");
 	if (o && json_object_get(o, "uids")) {
 		for (i = 0; v && i < json_array_size(v); i++)
@@ -493,7 +474,7 @@ static void load_root(struct jsonpos_ctx *c, json_t *root, struct sluice_conf *c
 	json_t *o, *lv;
 	int i;
 
-	known_keys(c, root, "", known);
+	jsonpos_known_keys(c, root, "", known);
 	conf->workers = (int)get_int(c, root, "", "workers", 0, 256, 0);
 	conf->log_level = 2;
 	lv = json_object_get(root, "log_level");
@@ -512,14 +493,14 @@ static void load_root(struct jsonpos_ctx *c, json_t *root, struct sluice_conf *c
 
 	o = get_object(c, root, "", "ca");
 	if (o)
-		known_keys(c, o, "ca", (const char *const[]){ "cert", "key", NULL });
+		jsonpos_known_keys(c, o, "ca", (const char *const[]){ "cert", "key", NULL });
 	conf->ca_cert = get_str(c, o, "ca", "cert", "/var/lib/sluice/ca.pem");
 	conf->ca_key = get_str(c, o, "ca", "key", "/var/lib/sluice/ca.key");
 	conf->policy = get_str(c, root, "", "policy", "/etc/sluice/policy.json");
 	load_approvals(c, root, conf);
 	o = get_object(c, root, "", "record");
 	if (o)
-		known_keys(c, o, "record", (const char *const[]){ "dir", "key", "segment_bytes",
+		jsonpos_known_keys(c, o, "record", (const char *const[]){ "dir", "key", "segment_bytes",
 			   "segment_secs", "sync_ms", "checkpoint_every", "checkpoint_secs",
 			   "body_bytes", NULL });
 	conf->record_dir = get_str(c, o, "record", "dir", "/var/lib/sluice/recordings");
@@ -535,7 +516,7 @@ static void load_root(struct jsonpos_ctx *c, json_t *root, struct sluice_conf *c
 	conf->record_body_bytes = (size_t)get_int(c, o, "record", "body_bytes", 0, 1 << 20, 4 << 10);
 	o = get_object(c, root, "", "control");
 	if (o)
-		known_keys(c, o, "control", (const char *const[]){ "socket", NULL });
+		jsonpos_known_keys(c, o, "control", (const char *const[]){ "socket", NULL });
 	conf->control_socket = get_str(c, o, "control", "socket", "/run/sluice/sluice.sock");
 	load_identity(c, root, conf);
 }

@@ -1229,22 +1229,6 @@ static char *cstr(struct jsonpos_ctx *c, json_t *obj, const char *path, const ch
 	return strdup(json_string_value(v));
 }
 
-static void ckeys(struct jsonpos_ctx *c, json_t *obj, const char *path, const char *const *known)
-{
-	const char *key;
-	json_t *v;
-	char kp[256];
-	int i;
-
-	json_object_foreach(obj, key, v) {
-		for (i = 0; known[i] && strcmp(known[i], key); i++)
-			;
-		if (!known[i]) {
-			snprintf(kp, sizeof(kp), "%s.%s", path, key);
-			jsonpos_fail(c, kp, "unknown key; check its spelling");
-		}
-	}
-}
 
 int cred_conf_load(json_t *obj, const char *path, const char *file, const char *text,
 		   size_t len, struct cred_conf *out, char *err, size_t errlen)
@@ -1265,7 +1249,7 @@ int cred_conf_load(json_t *obj, const char *path, const char *file, const char *
 		jsonpos_fail(&c, path, "must be an object ({...})");
 		return -EINVAL;
 	}
-	ckeys(&c, obj, path, keys);
+	jsonpos_known_keys(&c, obj, path, keys);
 	out->key_file = cstr(&c, obj, path, "key_file");
 	out->scope = cstr(&c, obj, path, "scope");
 	out->metadata_url = cstr(&c, obj, path, "metadata_url");
@@ -1306,7 +1290,7 @@ int cred_conf_load(json_t *obj, const char *path, const char *file, const char *
 	if (ov && !json_is_object(ov)) {
 		jsonpos_fail(&c, op, "must be an object {address, ca_file}");
 	} else if (ov) {
-		ckeys(&c, ov, op, okeys);
+		jsonpos_known_keys(&c, ov, op, okeys);
 		out->address = cstr(&c, ov, op, "address");
 		out->ca_file = cstr(&c, ov, op, "ca_file");
 		if (out->address && !strrchr(out->address, ':')) {

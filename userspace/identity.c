@@ -1421,23 +1421,6 @@ out:
 
 
 
-/* Check <obj>'s keys against <known> (NULL-terminated); <path> names <obj>. */
-static void ckeys(struct jsonpos_ctx *c, json_t *obj, const char *path, const char *const *known)
-{
-	const char *key;
-	json_t *v;
-	char kp[256];
-	int i;
-
-	json_object_foreach(obj, key, v) {
-		for (i = 0; known[i] && strcmp(known[i], key); i++)
-			;
-		if (!known[i]) {
-			snprintf(kp, sizeof(kp), "%s.%s", path, key);
-			jsonpos_fail(c, kp, "unknown key; check its spelling");
-		}
-	}
-}
 
 static char *cstr(struct jsonpos_ctx *c, json_t *obj, const char *path, const char *key, int required)
 {
@@ -1495,7 +1478,7 @@ int identity_conf_load(json_t *obj, const char *path, const char *file, const ch
 		jsonpos_fail(&c, path, "must be an object ({...})");
 		return -EINVAL;
 	}
-	ckeys(&c, obj, path, top);
+	jsonpos_known_keys(&c, obj, path, top);
 	out->token_ttl_s = (int)cint(&c, obj, path, "token_ttl_s", 60, 43200, IDENTITY_DEFAULT_TTL);
 	out->refresh_interval_s = (int)cint(&c, obj, path, "refresh_interval_s", 1, 86400,
 					    IDENTITY_DEFAULT_REFRESH);
@@ -1523,7 +1506,7 @@ int identity_conf_load(json_t *obj, const char *path, const char *file, const ch
 				      "or jwks_uri");
 			continue;
 		}
-		ckeys(&c, e, ip, ikeys);
+		jsonpos_known_keys(&c, e, ip, ikeys);
 		is->issuer = cstr(&c, e, ip, "issuer", 1);
 		is->audience = cstr(&c, e, ip, "audience", 1);
 		is->jwks_file = cstr(&c, e, ip, "jwks_file", 0);

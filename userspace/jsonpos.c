@@ -184,3 +184,27 @@ void jsonpos_fail(struct jsonpos_ctx *c, const char *key, const char *fmt, ...)
 	vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
 	va_end(ap);
 }
+
+void jsonpos_known_keys(struct jsonpos_ctx *c, json_t *obj, const char *path,
+			const char *const *known)
+{
+	char kp[256], list[512];
+	const char *key;
+	size_t n = 0;
+	json_t *v;
+	int i;
+
+	json_object_foreach(obj, key, v) {
+		for (i = 0; known[i] && strcmp(known[i], key); i++)
+			;
+		if (known[i])
+			continue;
+		for (i = 0, n = 0; known[i] && n < sizeof(list); i++)
+			n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", i ? ", " : "",
+					      known[i]);
+		if (n >= sizeof(list)) /* the list was cut: say so rather than mislead */
+			memcpy(list + sizeof(list) - 4, "...", 4);
+		snprintf(kp, sizeof(kp), "%s%s%s", path, *path ? "." : "", key);
+		jsonpos_fail(c, kp, "unknown key; the keys here are: %s", list);
+	}
+}

@@ -127,7 +127,7 @@ static void load_rule(struct jsonpos_ctx *c, json_t *r, int idx, struct rule *ou
 		"datasets", "tables", "statements", "operations", "access", "unbounded",
 		"legacy_sql", "decision", "claims", NULL };
 	char path[64], kp[128];
-	const char *key, *s;
+	const char *s;
 	json_t *v, *e;
 	size_t i;
 	int k, j;
@@ -137,16 +137,7 @@ static void load_rule(struct jsonpos_ctx *c, json_t *r, int idx, struct rule *ou
 		jsonpos_fail(c, path, "each rule must be an object");
 		return;
 	}
-	json_object_foreach(r, key, v) {
-		for (k = 0; known[k] && strcmp(known[k], key); k++)
-			;
-		if (!known[k]) {
-			snprintf(kp, sizeof(kp), "%s.%s", path, key);
-			jsonpos_fail(c, kp, "unknown key; a rule has: name, decision, reason, cgroups, groups, "
-				    "claims, projects, datasets, tables, statements, operations, access, "
-				    "unbounded, legacy_sql");
-		}
-	}
+	jsonpos_known_keys(c, r, path, known);
 	s = json_string_value(json_object_get(r, "name"));
 	if (!s || !*s) {
 		snprintf(kp, sizeof(kp), "%s", path);
@@ -339,14 +330,8 @@ struct policy *policy_load(const char *path, char *err, size_t errlen)
 		jsonpos_fail(&c, "", "a policy is a JSON object with \"rules\" and \"default\"");
 		goto fail;
 	}
-	json_object_foreach(root, key, v) {
-		if (strcmp(key, "rules") && strcmp(key, "default") && strcmp(key, "description") &&
-		    strcmp(key, "groups") && strcmp(key, "masks") && strcmp(key, "mask_key_file") &&
-		    strcmp(key, "detect"))
-			jsonpos_fail(&c, key, "unknown key; a policy has \"description\", \"groups\", "
-				      "\"default\", \"rules\", \"masks\", \"mask_key_file\" and "
-				      "\"detect\"");
-	}
+	jsonpos_known_keys(&c, root, "", (const char *const[]){ "description", "groups",
+			   "default", "rules", "masks", "mask_key_file", "detect", NULL });
 	load_detect(&c, root, p);
 	load_masks(&c, root, p);
 	v = json_object_get(root, "groups");
