@@ -12,17 +12,8 @@ cd "$(dirname "$0")/../.." || exit 1
 ct_require
 
 GATE_POLICY="$PWD/policies/pii-masking.json"
-gate_standin || exit 1
-ct_create agent 127.0.0.1
-gate_config "$(ct_cgroup agent)" || exit 1
-gate_start || exit 1
-build/sluicectl ca export --cert "$GATE_DIR/ca.pem" > "$GATE_DIR/sluice-ca.pem"
-gate_agent_key
-gate_warm agent || exit 1
-agent() {
-  ct_exec agent env NODE_EXTRA_CA_CERTS="$GATE_DIR/sluice-ca.pem" \
-    GOOGLE_APPLICATION_CREDENTIALS="$GATE_DIR/agent-key.json" node tests/e2e/lib/agent.mjs "$@" 2>&1
-}
+gate_up agent || exit 1
+agent() { gate_agent "$@"; }
 # The clear values, read straight from the stand-in (not through the gate).
 clear=$(node -e '
   const https = require("https"), fs = require("fs");

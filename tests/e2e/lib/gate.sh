@@ -188,3 +188,22 @@ gate_warm() {
   done
   echo "# the gate never answered in container $1"; return 1
 }
+
+# The usual end-to-end set-up in one call: the stand-in, container NAME (created here), a
+# configuration enforcing it, sluiced, the CA exported for the agent, the agent's
+# credential, and a gate that answers in the container. Honours GATE_POLICY, GATE_IDENTITY...
+gate_up() {
+  gate_standin || return 1
+  ct_create "$1" 127.0.0.1
+  gate_config "$(ct_cgroup "$1")" || return 1
+  gate_start || return 1
+  build/sluicectl ca export --cert "$GATE_DIR/ca.pem" > "$GATE_DIR/sluice-ca.pem" || return 1
+  gate_agent_key
+  gate_warm "$1"
+}
+
+# gate_agent QUERY...: the sample agent (real Node client) in container "agent", its output.
+gate_agent() {
+  ct_exec agent env NODE_EXTRA_CA_CERTS="$GATE_DIR/sluice-ca.pem" \
+    GOOGLE_APPLICATION_CREDENTIALS="$GATE_DIR/agent-key.json" node tests/e2e/lib/agent.mjs "$@" 2>&1
+}
