@@ -1,0 +1,153 @@
+/* conn.h - one agent connection inside a worker, shared by the proxy's modules: proxy.c
+ * (lifecycle, peek, splice, the state machine), exchange.c (a request from the agent to
+ * BigQuery), hold.c (requests that wait for an approver) and respond.c (a response from
+ * BigQuery to the agent). conn.c has the buffers and the replies every one of them sends.
+ * Private to the proxy: nothing outside those files includes it. */
+#ifndef SLUICE_CONN_H
+#define SLUICE_CONN_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "access.h"
+#include "approve.h"
+#include "detect.h"
+#include "http1.h"
+#include "jobs.h"
+#include "loop.h"
+#include "mask.h"
+#include "redirect.h"
+#include "resolve.h"
+#include "tls.h"
+
+#define CLI 0
+#define UP 1
+#define SPLICE_WINDOW (256 * 1024) /* bytes queued toward one side before reading stops */
+
+enum cstate { C_PEEK, C_SPLICE, C_TLS, C_REQ, C_HOLD, C_UPSTREAM, C_RESP, C_CLOSING };
+
+/* Why a request is held (C_HOLD) for an approval. */
+enum hold_kind { HOLD_NONE, HOLD_OP, HOLD_POLL };
+
+struct buf {
+	char *p;
+	size_t len, off, cap;
+};
+
+struct side {
+	struct op rop, sop, cop;
+	int fd;
+	struct tls_conn *tls;
+	int hs_done, eof, connected, connecting;
+	struct buf in;  /* plaintext received (raw bytes when not terminated) */
+	struct buf out; /* bytes of the send in flight: never moved while the kernel reads them */
+	struct buf q;   /* bytes queued behind it; swapped into <out> when the send completes */
+	uint64_t bytes_in, bytes_out;
+};
+
+struct conn {
+	struct conn *next, *prev;
+	struct worker *w;
+	const struct loop_env *env;
+	struct side s[2];
+	enum cstate st;
+	struct sluice_origin origin;
+	int have_origin;
+	uint64_t netns, opened_ms, deadline, requests;
+	uint64_t active_ms;      /* last completion: buffers are given back after a quiet second */
+	int trimmed;
+	char sni[256], connect_host[256];
+	char cgroup[512];        /* the agent's cgroup path, read once at accept */
+	uint16_t connect_port;
+	/* approvals: a held request, and a poll about a job that waited for one */
+	enum hold_kind hold;
+	char hold_id[APPROVE_ID_LEN];
+	uint64_t hold_until;
+	unsigned char hold_fp[APPROVE_FP_LEN];
+	enum jobs_poll poll;
+	char poll_project[128], poll_job[APPROVE_JOB_ID_LEN], poll_loc[64];
+	char *submit_body;       /* the approved job, sent instead of the agent's poll */
+	char *up_body;           /* the request body with its SQL rewritten for masking */
+	struct mask_set *row_mask; /* tabledata.list of a masked table: its rows are masked */
+	char *schema_target;     /* ... by the schema tables.get at this path gives, */
+	char *schema;            /* ... fetched first (JSON) */
+	int fetching_schema;
+	struct detect_report found; /* what the content detectors saw in the last response */
+	char *rewritten_sql;     /* ... that SQL, for the recording */
+	int recording;           /* the request's record is on its way to disk */
+	uint64_t forwarded_ms;   /* when the request left for BigQuery (for the latency) */
+	int rec_status;          /* its outcome, from the recorder's thread */
+	const char *rule;        /* the rule that allowed the request */
+	struct resolve_job rj;   /* looking up connect_host (a CONNECT target) */
+	int resolving;
+	const char *route, *reason;
+	char reason_buf[512]; /* owns a deny() message built on the caller's stack */
+	struct sockaddr_storage up_addr;
+	socklen_t up_len;
+	struct tls_client *up_tls;
+	int close_after_send;
+	/* the identity step of the request being relayed (access.c): the Authorization header
+	 * that goes upstream, the identity's groups; kept until the next request */
+	struct access_result access;
+	/* the request being relayed */
+	struct http1_request req;
+	struct http1_header *req_h;
+	size_t req_last, head_len, body_len, body_have;
+	struct http1_chunked chunk;
+	int in_body, head_is_head;
+	/* the response being relayed */
+	struct http1_response res;
+	struct http1_header *res_h;
+	size_t res_last, res_head_len, res_body_have;
+	struct http1_chunked res_chunk;
+	int res_in_body;
+};
+
+/* --- conn.c: buffers ------------------------------------------------------------------------ */
+
+/* Append p[0..n) to <b>, growing it up to <limit> bytes in all. Returns 0 or -1. */
+int buf_append(struct buf *b, const void *p, size_t n, size_t limit);
+/* Make room for <n> more bytes at the end of <b>. Returns 0 or -1. */
+int buf_reserve(struct buf *b, size_t n);
+/* Drop the first <n> bytes, keeping what follows. */
+void buf_consume(struct buf *b, size_t n);
+void buf_free(struct buf *b);
+/* Unbounded appends, for heads being built. */
+int out_append(struct buf *b, const char *s, size_t n);
+int out_str(struct buf *b, const char *s);
+/* Bytes side <s> still has to send, in flight or queued. */
+size_t unsent(const struct side *s);
+
+/* --- conn.c: what a connection sends and records -------------------------------------------- */
+
+/* Queue plaintext for side <i> (encrypted when that side is terminated). Returns 0 or -1. */
+int conn_write(struct conn *c, int i, const void *p, size_t n);
+/* A BigQuery-shaped error to the agent, then close once it is out. */
+void conn_deny(struct conn *c, int status, const char *status_text, const char *reason,
+	       const char *msg);
+/* Answer the current request with a JSON body, keeping the connection. */
+void conn_reply(struct conn *c, int status, const char *json);
+/* A BigQuery-shaped error for the current request, keeping the connection. */
+void conn_reply_error(struct conn *c, int status, const char *reason, const char *msg);
+/* Record something that does not hold the request up (a refusal, a response). */
+void conn_record(struct conn *c, const char *type, json_t *fields);
+/* Header <name> of <r> copied into out[0..n) ("" when too long); NULL when absent. */
+const char *conn_header(const struct http1_request *r, const char *name, char *out, size_t n);
+/* Strip ":port" from an authority into <out>. */
+void conn_host_of(struct http1_slice a, char *out, size_t outlen);
+/* Headers that are not relayed as they are (hop-by-hop, or rewritten by sluice). */
+int conn_hop_by_hop(struct http1_slice n);
+
+/* --- proxy.c ---------------------------------------------------------------------------------- */
+
+/* Start closing; <why> is recorded. The connection is freed once no operation is pending. */
+void conn_close(struct conn *c, const char *why);
+/* Move the connection as far as the bytes at hand allow. */
+void conn_advance(struct conn *c);
+/* Post the sends and receives that are now due (and free a closed connection). */
+void conn_pump(struct conn *c);
+/* Connect (or reuse) the upstream and let the state machine send the request. */
+void conn_upstream_go(struct conn *c);
+
+#endif

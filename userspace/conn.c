@@ -1,0 +1,235 @@
+/* conn.c - what every part of a connection uses: its buffers, writing to a side (through
+ * TLS when that side is terminated), the replies sluice sends in BigQuery's shape, and
+ * notes to the session recording. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "record.h"
+
+/* --- buffers ------------------------------------------------------------------------------ */
+
+int buf_append(struct buf *b, const void *p, size_t n, size_t limit)
+{
+	size_t need = b->len + n, cap;
+	char *np;
+
+	if (need > limit)
+		return -1;
+	if (need > b->cap) {
+		cap = b->cap ? b->cap : 4096;
+		while (cap < need)
+			cap *= 2;
+		np = realloc(b->p, cap);
+		if (!np)
+			return -1;
+		b->p = np;
+		b->cap = cap;
+	}
+	if (n) /* p may be NULL with nothing to copy (a request without a body) */
+		memcpy(b->p + b->len, p, n);
+	b->len = need;
+	return 0;
+}
+
+/* Bytes a side still has to send, in flight or queued. */
+size_t unsent(const struct side *s)
+{
+	return s->out.len - s->out.off + s->q.len;
+}
+
+/* Drop the first <n> bytes (a finished request) keeping what follows (pipelined ones). */
+void buf_consume(struct buf *b, size_t n)
+{
+	if (n >= b->len) {
+		b->len = 0;
+	} else {
+		memmove(b->p, b->p + n, b->len - n);
+		b->len -= n;
+	}
+}
+
+void buf_free(struct buf *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->len = b->off = b->cap = 0;
+}
+
+int buf_reserve(struct buf *b, size_t n)
+{
+	size_t cap = b->cap ? b->cap : 4096;
+	char *np;
+
+	if (b->len + n <= b->cap)
+		return 0;
+	while (cap < b->len + n)
+		cap *= 2;
+	np = realloc(b->p, cap);
+	if (!np)
+		return -1;
+	b->p = np;
+	b->cap = cap;
+	return 0;
+}
+
+/* Queue plaintext for side <i>: encrypted when that side is terminated, the ciphertext
+ * read straight into the send queue. */
+int conn_write(struct conn *c, int i, const void *p, size_t n)
+{
+	struct side *s = &c->s[i];
+	size_t pend;
+	long k;
+
+	if (!s->tls)
+		return buf_append(&s->q, p, n, SIZE_MAX);
+	if (n && tls_conn_write(s->tls, p, n) != (long)n)
+		return -1;
+	while ((pend = tls_conn_out_pending(s->tls)) > 0) {
+		if (buf_reserve(&s->q, pend))
+			return -1;
+		k = tls_conn_take_out(s->tls, s->q.p + s->q.len, pend);
+		if (k <= 0)
+			break;
+		s->q.len += (size_t)k;
+	}
+	return 0;
+}
+
+/* Send the agent a BigQuery-shaped error and close once it is out. */
+void conn_deny(struct conn *c, int status, const char *status_text, const char *reason,
+		 const char *msg)
+{
+	char out[4096];
+	int n = http1_write_json_error(out, sizeof(out), status, status_text, reason, msg, 0);
+
+	if (!c->reason) { /* msg may be the caller's stack buffer: keep a copy */
+		snprintf(c->reason_buf, sizeof(c->reason_buf), "%s", msg);
+		c->reason = c->reason_buf;
+	}
+	log_info("proxy", "%s%s%s: %d %s", c->sni[0] ? "" : "", c->sni, c->sni[0] ? "" : "-",
+		 status, msg);
+	if (n > 0)
+		conn_write(c, CLI, out, (size_t)n);
+	c->close_after_send = 1;
+	c->s[CLI].eof = 1; /* read nothing more from the agent */
+}
+
+/* Strip ":port" from an authority into <out>. */
+void conn_host_of(struct http1_slice a, char *out, size_t outlen)
+{
+	size_t n = a.len;
+	const char *close = memchr(a.p, ']', a.len);
+	const char *colon = memrchr(a.p, ':', a.len);
+
+	if (colon && (!close || colon > close))
+		n = (size_t)(colon - a.p);
+	if (n >= outlen)
+		n = outlen - 1;
+	memcpy(out, a.p, n);
+	out[n] = '\0';
+}
+
+/* --- HTTP relay ---------------------------------------------------------------------------- */
+
+/* Headers that do not go upstream: hop-by-hop ones, those sluice rewrites, and
+ * Accept-Encoding: sluice reads every response (to put back the agent's own SQL, to mask,
+ * to record), so BigQuery answers it uncompressed. */
+int conn_hop_by_hop(struct http1_slice n)
+{
+	static const char *const hop[] = { "connection", "keep-alive", "proxy-connection",
+		"proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade",
+		"content-length", "expect", "accept-encoding", NULL };
+	int i;
+
+	for (i = 0; hop[i]; i++)
+		if (http1_slice_ieq(n, hop[i]))
+			return 1;
+	return 0;
+}
+
+int out_append(struct buf *b, const char *s, size_t n)
+{
+	return buf_append(b, s, n, SIZE_MAX);
+}
+
+int out_str(struct buf *b, const char *s)
+{
+	return out_append(b, s, strlen(s));
+}
+
+/* Copy header <name>'s value into <out> ("" when absent or too long: then it is refused
+ * upstream of here by the route model as an unknown form). */
+const char *conn_header(const struct http1_request *r, const char *name, char *out, size_t n)
+{
+	const struct http1_header *h = http1_find(r->headers, r->num_headers, name);
+
+	out[0] = '\0';
+	if (h && h->value.len < n) {
+		memcpy(out, h->value.p, h->value.len);
+		out[h->value.len] = '\0';
+	}
+	return h ? out : NULL;
+}
+
+/* --- approvals: risky requests wait for a human --------------------------------------------- */
+
+/* Answer the agent's current request ourselves (keep-alive kept), with a JSON body. */
+void conn_reply(struct conn *c, int status, const char *json)
+{
+	char head[256];
+	size_t n = json ? strlen(json) : 0;
+	int hl = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: application/json; "
+			  "charset=UTF-8\r\nContent-Length: %zu\r\n%s\r\n", status,
+			  http1_status_text(status), n, c->req.keep_alive ? "" : "Connection: close\r\n");
+
+	if (!json || conn_write(c, CLI, head, (size_t)hl) || conn_write(c, CLI, json, n)) {
+		conn_close(c, "out of memory");
+		return;
+	}
+	buf_consume(&c->s[CLI].in, c->head_len + c->body_len);
+	c->st = C_REQ;
+	c->hold = HOLD_NONE;
+	c->deadline = worker_now_ms(c->w) + (uint64_t)c->env->conf->idle_timeout_ms;
+	if (!c->req.keep_alive) {
+		c->close_after_send = 1;
+		c->s[CLI].eof = 1;
+	}
+}
+
+/* A BigQuery-shaped error for the current request, keeping the connection. */
+void conn_reply_error(struct conn *c, int status, const char *reason, const char *msg)
+{
+	char out[2048], *body;
+	int n = http1_write_json_error(out, sizeof(out), status, status == 403 ?
+				       "PERMISSION_DENIED" : "INVALID_ARGUMENT", reason, msg, 1);
+
+	body = n > 0 ? strstr(out, "\r\n\r\n") : NULL;
+	conn_reply(c, status, body ? body + 4 : NULL);
+}
+
+
+/* Record something that does not hold the request up (a refusal, a response). */
+void conn_record(struct conn *c, const char *type, json_t *fields)
+{
+	if (c->env->rec && fields)
+		rec_submit(c->env->rec, c->cgroup[0] ? c->cgroup : NULL, c->origin.cgroup_id, type,
+			   fields, NULL, NULL);
+	else
+		json_decref(fields);
+}
+
