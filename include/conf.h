@@ -66,6 +66,7 @@ struct sluice_conf {
 	size_t max_header_bytes;
 	int max_headers;
 	size_t max_body_bytes;
+	size_t buffer_bytes, value_bytes; /* responses: handled whole up to; largest streamed value */
 	int max_connections;
 	int handshake_timeout_ms, header_timeout_ms, idle_timeout_ms, drain_timeout_ms;
 

@@ -24,6 +24,7 @@
 #define CLI 0
 #define UP 1
 #define SPLICE_WINDOW (256 * 1024) /* bytes queued toward one side before reading stops */
+#define STREAM_WINDOW (256 * 1024) /* response bytes queued to the agent before BigQuery waits */
 
 enum cstate { C_PEEK, C_SPLICE, C_TLS, C_REQ, C_HOLD, C_UPSTREAM, C_RESP, C_CLOSING };
 
@@ -101,7 +102,10 @@ struct conn {
 	struct http1_header *res_h;
 	size_t res_last, res_head_len, res_body_have;
 	struct http1_chunked res_chunk;
-	int res_in_body;
+	int res_in_body, res_chunk_end;
+	uint64_t res_taken;        /* body bytes already taken out of s[UP].in */
+	int asked_gzip;            /* BigQuery was asked for gzip: the agent accepts it */
+	struct respond_stream *rs; /* a response being inflated, streamed or re-compressed */
 };
 
 /* --- conn.c: buffers ------------------------------------------------------------------------ */

@@ -86,6 +86,10 @@ int http1_parse_response(const char *buf, size_t len, size_t last_len,
 /* The first header named <name> (case-insensitive) among <h>[0..n), or NULL. */
 const struct http1_header *http1_find(const struct http1_header *h, size_t n, const char *name);
 
+/* Does an Accept-Encoding value accept content coding <coding> (e.g. "gzip")? Not when it is
+ * absent, or listed with q=0. */
+int http1_accepts_coding(struct http1_slice value, const char *coding);
+
 /* Is <s> equal to the C string <lit>, ignoring ASCII case? */
 int http1_slice_ieq(struct http1_slice s, const char *lit);
 

@@ -165,5 +165,9 @@ struct mask_buf {
  * Returns the number of values masked, or -1 (invalid JSON, depth or the buffer's max:
  * then the caller must refuse the response, never forward it unmasked). */
 long mask_rows(const struct mask_plan *plan, const char *json, size_t len, struct mask_buf *out);
+/* Mask one row object of a "rows" array, json[0..len) = {"f":[...]} (surrounding whitespace
+ * allowed), appending the masked text to <out>. Returns the number of cells masked, or -1
+ * (malformed, or the output bound reached): then nothing of this row may be relayed. */
+long mask_row(const struct mask_plan *plan, const char *json, size_t len, struct mask_buf *out);
 
 #endif

@@ -85,6 +85,10 @@ int rec_cgroup_path(uint64_t cgroup_id, char *out, size_t outlen);
  * whole body, "text": the first <max> bytes (when valid UTF-8) or "base64": them, and
  * "truncated": true when cut}. Returns 0 or -ENOMEM. */
 int rec_put_body(json_t *fields, const char *key, const void *body, size_t len, size_t max);
+/* The same for a body that was relayed as it streamed: its first head_len bytes, its total
+ * length and the SHA-256 of all of it. */
+int rec_put_body_digest(json_t *fields, const char *key, const void *head, size_t head_len,
+			uint64_t total, const unsigned char sha256[32], size_t max);
 
 /* --- the line format, shared with the verifier ------------------------------------------ */
 

@@ -8,5 +8,7 @@ struct conn;
 
 /* Parse what BigQuery sent in state RESP and relay what is complete. */
 void respond_parse(struct conn *c);
+/* Free what a response in progress holds (the connection is going away). */
+void respond_free(struct conn *c);
 
 #endif

@@ -367,7 +367,7 @@ static void load_limits(struct jsonpos_ctx *c, json_t *root, struct sluice_conf 
 {
 	static const char *const known[] = { "header_bytes", "headers", "body_bytes",
 		"connections", "handshake_timeout_ms", "header_timeout_ms", "idle_timeout_ms",
-		"drain_timeout_ms", NULL };
+		"drain_timeout_ms", "buffer_bytes", "value_bytes", NULL };
 	json_t *o = get_object(c, root, "", "limits");
 	const char *p = "limits";
 
@@ -376,6 +376,10 @@ static void load_limits(struct jsonpos_ctx *c, json_t *root, struct sluice_conf 
 	conf->max_header_bytes = (size_t)get_int(c, o, p, "header_bytes", 1024, 1 << 20, 64 << 10);
 	conf->max_headers = (int)get_int(c, o, p, "headers", 8, 1000, 100);
 	conf->max_body_bytes = (size_t)get_int(c, o, p, "body_bytes", 1024, 1LL << 32, 100 << 20);
+	/* responses up to buffer_bytes are handled whole; larger ones stream, one row (at most
+	 * value_bytes) at a time */
+	conf->buffer_bytes = (size_t)get_int(c, o, p, "buffer_bytes", 4096, 1LL << 32, 1 << 20);
+	conf->value_bytes = (size_t)get_int(c, o, p, "value_bytes", 4096, 1LL << 32, 16 << 20);
 	conf->max_connections = (int)get_int(c, o, p, "connections", 1, 1 << 20, 20000);
 	conf->handshake_timeout_ms = (int)get_int(c, o, p, "handshake_timeout_ms", 100, 600000, 10000);
 	conf->header_timeout_ms = (int)get_int(c, o, p, "header_timeout_ms", 100, 600000, 30000);

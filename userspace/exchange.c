@@ -81,6 +81,17 @@ int exchange_send_request(struct conn *c, const char *body, size_t body_len)
 		out_str(&b, c->access.authorization);
 		out_str(&b, "\r\n");
 	}
+	{
+		/* BigQuery compresses for agents that accept gzip; sluice inflates to read the
+		 * response and compresses what it relays again (respond.c) */
+		const struct http1_header *ae = http1_find(r->headers, r->num_headers,
+							   "accept-encoding");
+
+		c->asked_gzip = ae && (http1_accepts_coding(ae->value, "gzip") ||
+				       http1_accepts_coding(ae->value, "x-gzip"));
+		if (c->asked_gzip)
+			out_str(&b, "Accept-Encoding: gzip\r\n");
+	}
 	out_str(&b, "Via: 1.1 sluice\r\n");
 	if (!c->fetching_schema && (body_len || r->body != HTTP1_BODY_NONE || c->submit_body)) {
 		snprintf(num, sizeof(num), "Content-Length: %zu\r\n", body_len);

@@ -679,3 +679,33 @@ int http1_write_json_error(char *out, size_t cap, int status, const char *status
 	put_error_body(&o, status, status_text, reason, message);
 	return o.n <= cap && o.n <= INT_MAX ? (int)o.n : -1;
 }
+
+int http1_accepts_coding(struct http1_slice v, const char *coding)
+{
+	const char *p = v.p, *e = v.p + v.len;
+	size_t n = strlen(coding);
+
+	while (p < e) {
+		const char *end = memchr(p, ',', (size_t)(e - p)), *q, *t;
+
+		if (!end)
+			end = e;
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+		for (t = p; t < end && *t != ';' && *t != ' ' && *t != '\t'; t++)
+			;
+		if ((size_t)(t - p) == n && !strncasecmp(p, coding, n)) {
+			/* ";q=0", ";q=0.0"...: explicitly not acceptable */
+			q = memmem(t, (size_t)(end - t), "q=", 2);
+			if (!q)
+				q = memmem(t, (size_t)(end - t), "Q=", 2);
+			if (!q)
+				return 1;
+			for (q += 2; q < end && (*q == '0' || *q == '.'); q++)
+				;
+			return q < end && *q >= '1' && *q <= '9';
+		}
+		p = end + 1;
+	}
+	return 0;
+}

@@ -1941,3 +1941,29 @@ long mask_rows(const struct mask_plan *plan, const char *json, size_t len, struc
 	free(w.scratch);
 	return w.fail ? -1 : w.masked;
 }
+
+long mask_row(const struct mask_plan *plan, const char *json, size_t len, struct mask_buf *out)
+{
+	struct jw w = { json, json + len, json, out, 0, 0, NULL, 0 };
+	const char *k;
+	size_t kl;
+
+	if (expect(&w, '{') && !peek(&w, '}')) {
+		do {
+			if (!key(&w, &k, &kl))
+				break;
+			if (kl == 1 && *k == 'f')
+				walk_fields(&w, plan, plan->root_first, plan->root_n, 0);
+			else
+				skip_val(&w);
+		} while (!w.fail && peek(&w, ','));
+		expect(&w, '}');
+	}
+	ws(&w);
+	if (w.s != w.e)
+		w.fail = 1;
+	if (!w.fail)
+		jw_put(&w, w.copied, (size_t)(w.e - w.copied));
+	free(w.scratch);
+	return w.fail ? -1 : w.masked;
+}

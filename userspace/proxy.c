@@ -97,6 +97,7 @@ static void conn_free(struct conn *c)
 		buf_free(&c->s[i].out);
 		buf_free(&c->s[i].q);
 	}
+	respond_free(c);
 	access_result_free(&c->access);
 	free(c->req_h);
 	free(c->res_h);
@@ -568,7 +569,7 @@ void conn_pump(struct conn *c)
 			     (c->st != C_SPLICE || unsent(u) < SPLICE_WINDOW) &&
 			     (c->st != C_RESP && c->st != C_UPSTREAM && c->st != C_HOLD);
 		int want_u = u->fd >= 0 && u->connected && !u->eof && !u->rop.pending &&
-			     (c->st == C_UPSTREAM || c->st == C_RESP ||
+			     (c->st == C_UPSTREAM || (c->st == C_RESP && unsent(a) < STREAM_WINDOW) ||
 			      (c->st == C_SPLICE && unsent(a) < SPLICE_WINDOW));
 
 		if (want_a)

@@ -525,22 +525,29 @@ static int utf8_ok(const unsigned char *s, size_t n)
 int rec_put_body(json_t *fields, const char *key, const void *body, size_t len, size_t max)
 {
 	unsigned char h[32];
-	char hex[65];
-	size_t n = len < max ? len : max, i;
-	json_t *o;
 
 	SHA256(body, len, h);
-	rec_hex(h, 32, hex);
+	return rec_put_body_digest(fields, key, body, len, len, h, max);
+}
+
+int rec_put_body_digest(json_t *fields, const char *key, const void *head, size_t head_len,
+			uint64_t total, const unsigned char sha256[32], size_t max)
+{
+	const unsigned char *body = head;
+	char hex[65];
+	size_t n = head_len < max ? head_len : max, i;
+	json_t *o;
+
+	rec_hex(sha256, 32, hex);
 	/* a cut inside a UTF-8 sequence is not valid UTF-8: back off up to 3 bytes */
-	for (i = 0; n < len && n > 0 && i < 3 && (((const unsigned char *)body)[n] & 0xc0) == 0x80;
-	     i++)
+	for (i = 0; n < head_len && n > 0 && i < 3 && (body[n] & 0xc0) == 0x80; i++)
 		n--;
-	o = json_pack("{s:I, s:s, s:b}", "bytes", (json_int_t)len, "sha256", hex, "truncated",
-		      n < len);
+	o = json_pack("{s:I, s:s, s:b}", "bytes", (json_int_t)total, "sha256", hex, "truncated",
+		      n < total);
 	if (!o)
 		return -ENOMEM;
-	if (utf8_ok(body, n))
-		json_object_set_new(o, "text", json_stringn(body, n));
+	if (utf8_ok(head, n))
+		json_object_set_new(o, "text", json_stringn(head, n));
 	else {
 		size_t b64len = 4 * ((n + 2) / 3) + 1;
 		unsigned char *b = malloc(b64len);

@@ -1,29 +1,78 @@
-/* respond.c - one response from BigQuery to the agent: read (bounded), put back to the SQL
- * the agent wrote, rows of masked tables masked by schema, passed through the content
- * detectors, recorded, and relayed. */
-#include <arpa/inet.h>
+/* respond.c - one response from BigQuery to the agent.
+ *
+ * A response up to limits.buffer_bytes is read whole: job metadata put back to the SQL the
+ * agent wrote (gate_restore), rows of masked tables masked by schema (mask.c), every string
+ * through the content detectors, then relayed with a Content-Length; a detector refusal is
+ * a 403. A larger response streams: jsonseg.c cuts it into rows and members, each is
+ * filtered the same way as it arrives and relayed chunked, so memory stays bounded by
+ * limits.value_bytes whatever the size. The head is gone by then, so a failure or a refusal
+ * mid-stream cuts the connection: the agent gets a broken response, never the value.
+ *
+ * gzip: BigQuery is asked for it when the agent accepts it (exchange.c); sluice inflates it
+ * (bounded, so a small body cannot inflate without limit), filters, and compresses what it
+ * relays again. The response record holds what the agent received, masked. */
 #include <errno.h>
 #include <jansson.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <pthread.h>
-#include <stdatomic.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "conn.h"
 #include "exchange.h"
 #include "gate.h"
 #include "hold.h"
+#include "jsonseg.h"
 #include "log.h"
 #include "record.h"
 #include "respond.h"
+
+#define FLUSH_BYTES (256 * 1024) /* filtered bytes relayed at once while streaming */
+#define FIRST_BYTES 65536        /* the start of a streamed body kept for its record */
+
+struct respond_stream {
+	int gunzip;            /* BigQuery's body is gzip: inflate it, gzip what is relayed */
+	int z_end;             /* ... and its gzip stream has ended */
+	int zi_ok, zo_ok;
+	z_stream zi, zo;
+	struct buf plain;      /* inflated body not yet filtered */
+	int streaming;         /* the head is out: the body goes as it is filtered */
+	int chunked;           /* ... in chunks (else until close, to an HTTP/1.0 agent) */
+	struct jsonseg seg;
+	struct mask_plan *plan; /* rows of a masked table */
+	struct mask_buf out;   /* filtered text not yet relayed */
+	EVP_MD_CTX *sha;       /* of all the filtered text relayed */
+	uint64_t relayed;
+	struct buf first;      /* its first FIRST_BYTES, for the record */
+};
+
+void respond_free(struct conn *c)
+{
+	struct respond_stream *rs = c->rs;
+
+	if (!rs)
+		return;
+	if (rs->zi_ok)
+		inflateEnd(&rs->zi);
+	if (rs->zo_ok)
+		deflateEnd(&rs->zo);
+	buf_free(&rs->plain);
+	buf_free(&rs->first);
+	mask_plan_free(rs->plan);
+	free(rs->out.p);
+	EVP_MD_CTX_free(rs->sha);
+	free(rs);
+	c->rs = NULL;
+}
+
+static struct respond_stream *rs_get(struct conn *c)
+{
+	if (!c->rs)
+		c->rs = calloc(1, sizeof(*c->rs));
+	return c->rs;
+}
 
 /* The string value of the first <key> (e.g. "\"jobId\":") in JSON text <b>: a bounded scan
  * of the first 64 KiB, for recording only (never for a decision). */
@@ -47,16 +96,28 @@ static int json_field(const char *b, size_t len, const char *key, char *out, siz
 	return 1;
 }
 
+/* What the agent is told when a detector's finding is refused by the policy. */
+static void refusal(const struct conn *c, char *msg, size_t len)
+{
+	const struct detect_rules *r = policy_detect(c->env->policy);
+	static const char *const names[5] = { "email addresses", "card numbers", "SSNs",
+					      "phone numbers", "IBANs" };
+	int i, n = snprintf(msg, len, "sluice: the response was withheld: it contains");
+
+	for (i = 0; i < 5; i++)
+		if (c->found.count[i] && r->action[i] == DETECT_REFUSE && n < (int)len)
+			n += snprintf(msg + n, len - (size_t)n, " %s", names[i]);
+	if (n < (int)len)
+		snprintf(msg + n, len - (size_t)n, ", which the policy does not let through");
+}
+
 /* Content detectors over the response about to be relayed (every string, error messages
  * included): values are masked in place, or the response is withheld. Returns 0 to relay it,
  * -1 when it was refused (the agent got an error instead). */
 static int detect_response(struct conn *c, char *body, size_t len)
 {
 	const struct detect_rules *r = policy_detect(c->env->policy);
-	static const char *const names[5] = { "email addresses", "card numbers", "SSNs",
-					      "phone numbers", "IBANs" };
 	char msg[300];
-	int i, n = 0;
 
 	memset(&c->found, 0, sizeof(c->found));
 	if (!r || !len)
@@ -64,20 +125,149 @@ static int detect_response(struct conn *c, char *body, size_t len)
 	detect_json(body, len, r, &c->found);
 	if (!c->found.refuse)
 		return 0;
-	n = snprintf(msg, sizeof(msg), "sluice: the response was withheld: it contains");
-	for (i = 0; i < 5; i++)
-		if (c->found.count[i] && r->action[i] == DETECT_REFUSE && n < (int)sizeof(msg))
-			n += snprintf(msg + n, sizeof(msg) - (size_t)n, " %s", names[i]);
-	if (n < (int)sizeof(msg))
-		snprintf(msg + n, sizeof(msg) - (size_t)n, ", which the policy does not let through");
+	refusal(c, msg, sizeof(msg));
 	conn_deny(c, 403, "PERMISSION_DENIED", "accessDenied", msg); /* policy, not a fault: no retry */
 	return -1;
 }
 
-/* Rebuild the response head for the agent around a complete, de-chunked body. */
-static int send_response(struct conn *c, const char *body, size_t body_len)
+/* --- the body as framed: after the head in s[UP].in -------------------------------------- */
+
+/* De-chunk, in place, what arrived since the last call. Returns 0, or -1 with *why. */
+static int dechunk(struct conn *c, const char **why)
+{
+	struct side *u = &c->s[UP];
+	size_t n;
+	long rc;
+
+	if (c->res.body != HTTP1_BODY_CHUNKED || c->res_chunk_end)
+		return 0;
+	n = u->in.len - c->res_head_len - c->res_body_have;
+	rc = http1_chunked_decode(&c->res_chunk, u->in.p + c->res_head_len + c->res_body_have, &n,
+				  why);
+	if (rc == -1)
+		return -1;
+	c->res_body_have += n;
+	u->in.len = c->res_head_len + c->res_body_have + (rc > 0 ? (size_t)rc : 0);
+	c->res_chunk_end = rc >= 0;
+	return 0;
+}
+
+/* Body bytes at hand right after the head; *done when that is the rest of the body. */
+static size_t body_avail(const struct conn *c, int *done)
+{
+	const struct side *u = &c->s[UP];
+	size_t have = u->in.len - c->res_head_len;
+	uint64_t left = c->res.content_length - c->res_taken;
+
+	switch (c->res.body) {
+	case HTTP1_BODY_NONE:
+		*done = 1;
+		return 0;
+	case HTTP1_BODY_LENGTH:
+		*done = have >= left;
+		return *done ? (size_t)left : have;
+	case HTTP1_BODY_CHUNKED:
+		*done = c->res_chunk_end;
+		return c->res_body_have;
+	default:
+		*done = u->eof;
+		return have;
+	}
+}
+
+/* The first <k> body bytes have been used: drop them, keeping the head and what follows. */
+static void body_drop(struct conn *c, size_t k)
+{
+	struct buf *in = &c->s[UP].in;
+	size_t at = c->res_head_len;
+
+	if (!k)
+		return;
+	memmove(in->p + at, in->p + at + k, in->len - at - k);
+	in->len -= k;
+	c->res_taken += k;
+	if (c->res.body == HTTP1_BODY_CHUNKED)
+		c->res_body_have -= k;
+}
+
+/* --- gzip ------------------------------------------------------------------------------------ */
+
+/* Inflate the <avail> body bytes at hand into rs->plain while it holds less than <room>.
+ * Returns 0, or -1 with *why. */
+static int inflate_more(struct conn *c, size_t avail, size_t room, const char **why)
+{
+	struct respond_stream *rs = c->rs;
+	z_stream *z = &rs->zi;
+	int zr = Z_OK;
+
+	if (!rs->zi_ok) {
+		if (inflateInit2(z, 16 + MAX_WBITS) != Z_OK)
+			return *why = "sluice: out of memory", -1;
+		rs->zi_ok = 1;
+	}
+	z->next_in = (Bytef *)c->s[UP].in.p + c->res_head_len;
+	z->avail_in = (uInt)(avail < (1u << 30) ? avail : (1u << 30));
+	while (z->avail_in && !rs->z_end && rs->plain.len < room) {
+		size_t want = room - rs->plain.len < 65536 ? room - rs->plain.len : 65536;
+
+		if (buf_reserve(&rs->plain, want))
+			return *why = "sluice: out of memory", -1;
+		z->next_out = (Bytef *)rs->plain.p + rs->plain.len;
+		z->avail_out = (uInt)want;
+		zr = inflate(z, Z_NO_FLUSH);
+		rs->plain.len += want - z->avail_out;
+		if (zr == Z_STREAM_END)
+			rs->z_end = 1;
+		else if (zr != Z_OK)
+			break;
+	}
+	if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR)
+		return *why = "sluice: BigQuery's gzip body is corrupt; nothing more is relayed", -1;
+	if (rs->z_end && z->avail_in)
+		return *why = "sluice: bytes after the end of BigQuery's gzip body", -1;
+	body_drop(c, (size_t)(z->next_in - (Bytef *)c->s[UP].in.p - c->res_head_len));
+	return 0;
+}
+
+/* Compress in[0..n) onto <out> as gzip, flushed (Z_SYNC_FLUSH: the agent can read all of it)
+ * or finished (Z_FINISH). Returns 0 or -1. */
+static int deflate_to(struct respond_stream *rs, const char *in, size_t n, int flush,
+		      struct buf *out)
+{
+	z_stream *z = &rs->zo;
+	int zr;
+
+	if (!rs->zo_ok) {
+		/* fastest level: this is on the path of every compressed response */
+		if (deflateInit2(z, Z_BEST_SPEED, Z_DEFLATED, 16 + MAX_WBITS, 8,
+				 Z_DEFAULT_STRATEGY) != Z_OK)
+			return -1;
+		rs->zo_ok = 1;
+	}
+	z->next_in = (Bytef *)in;
+	z->avail_in = (uInt)n;
+	do {
+		if (buf_reserve(out, 65536))
+			return -1;
+		z->next_out = (Bytef *)out->p + out->len;
+		z->avail_out = 65536;
+		zr = deflate(z, flush);
+		out->len += 65536 - z->avail_out;
+		if (zr == Z_STREAM_ERROR)
+			return -1;
+	} while (z->avail_out == 0 || z->avail_in);
+	return 0;
+}
+
+/* --- relaying ------------------------------------------------------------------------------ */
+
+/* The response head for the agent: BigQuery's end-to-end headers, then how sluice frames
+ * the body: a Content-Length of <len>, or (len < 0) chunked, or until close. */
+static int send_head(struct conn *c, long long len)
 {
 	const struct http1_response *r = &c->res;
+	struct respond_stream *rs = c->rs;
+	int gz = rs && rs->gunzip, close_after = !c->req.keep_alive || !r->keep_alive;
 	struct buf b = { 0 };
 	char line[128];
 	size_t i;
@@ -88,152 +278,149 @@ static int send_response(struct conn *c, const char *body, size_t body_len)
 	out_append(&b, r->reason.p, r->reason.len);
 	out_str(&b, "\r\n");
 	for (i = 0; i < r->num_headers; i++) {
-		if (conn_hop_by_hop(r->headers[i].name))
+		if (conn_hop_by_hop(r->headers[i].name) ||
+		    (gz && http1_slice_ieq(r->headers[i].name, "content-encoding")))
 			continue;
 		out_append(&b, r->headers[i].name.p, r->headers[i].name.len);
 		out_str(&b, ": ");
 		out_append(&b, r->headers[i].value.p, r->headers[i].value.len);
 		out_str(&b, "\r\n");
 	}
+	if (gz)
+		out_str(&b, "Content-Encoding: gzip\r\n");
 	if (!(r->status < 200 || r->status == 204 || r->status == 304)) {
-		snprintf(line, sizeof(line), "Content-Length: %zu\r\n",
-			 c->head_is_head ? (size_t)r->content_length : body_len);
-		out_str(&b, line);
+		if (len >= 0) {
+			snprintf(line, sizeof(line), "Content-Length: %llu\r\n", c->head_is_head ?
+				 (unsigned long long)r->content_length : (unsigned long long)len);
+			out_str(&b, line);
+		} else if (rs->chunked) {
+			out_str(&b, "Transfer-Encoding: chunked\r\n");
+		} else {
+			close_after = 1;
+		}
 	}
-	if (!c->req.keep_alive || !r->keep_alive)
+	if (close_after)
 		out_str(&b, "Connection: close\r\n");
 	out_str(&b, "\r\n");
-	if (!b.p || conn_write(c, CLI, b.p, b.len) || conn_write(c, CLI, body, body_len))
+	if (!b.p || conn_write(c, CLI, b.p, b.len))
 		rc = -1;
 	buf_free(&b);
 	return rc;
 }
 
-void respond_parse(struct conn *c)
+/* Relay a whole filtered body, compressed again when BigQuery's was. */
+static int send_response(struct conn *c, const char *body, size_t len)
 {
-	const struct sluice_conf *conf = c->env->conf;
-	struct side *u = &c->s[UP];
-	struct http1_limits lim = { conf->max_header_bytes, (size_t)conf->max_headers };
-	const char *why = NULL;
-	size_t n, body_len = 0;
-	long rc;
+	struct buf z = { 0 };
+	int rc;
 
-	if (!c->res_in_body) {
-		if (!c->res_h)
-			c->res_h = calloc((size_t)conf->max_headers, sizeof(*c->res_h));
-		c->res.headers = c->res_h;
-		rc = http1_parse_response(u->in.p, u->in.len, c->res_last, &lim,
-					  c->head_is_head ? HTTP1_REQ_HEAD : HTTP1_REQ_OTHER,
-					  &c->res, &why);
-		if (rc == -2) {
-			c->res_last = u->in.len;
-			if (u->eof)
-				conn_deny(c, 502, "UNAVAILABLE", "backendError",
-				     "sluice: BigQuery closed the connection without a response");
-			return;
-		}
-		c->res_last = 0;
-		if (rc < 0) {
-			conn_deny(c, 502, "UNAVAILABLE", "backendError", why);
-			return;
-		}
-		if (c->res.status < 200) { /* interim: drop it, wait for the final one */
-			buf_consume(&u->in, (size_t)rc);
-			respond_parse(c);
-			return;
-		}
-		{
-			const struct http1_header *ce = http1_find(c->res.headers, c->res.num_headers,
-								   "content-encoding");
-
-			if (ce && !http1_slice_ieq(ce->value, "identity")) {
-				/* sluice asked for no encoding: it reads every response it relays */
-				conn_deny(c, 502, "UNAVAILABLE", "backendError", "sluice: BigQuery answered "
-				     "with a compressed body it was not asked for; nothing is relayed");
-				return;
-			}
-		}
-		c->res_head_len = (size_t)rc;
-		c->res_body_have = 0;
-		c->res_in_body = 1;
-		if (c->res.body == HTTP1_BODY_CHUNKED)
-			http1_chunked_init(&c->res_chunk, conf->max_body_bytes);
+	if (c->rs && c->rs->gunzip) {
+		rc = deflate_to(c->rs, body, len, Z_FINISH, &z) || send_head(c, (long long)z.len) ||
+		     conn_write(c, CLI, z.p, z.len);
+		buf_free(&z);
+		return rc ? -1 : 0;
 	}
-	switch (c->res.body) {
-	case HTTP1_BODY_NONE:
-		break;
-	case HTTP1_BODY_LENGTH:
-		if (c->res.content_length > conf->max_body_bytes) {
-			conn_deny(c, 502, "UNAVAILABLE", "backendError",
-			     "sluice: response larger than limits.body_bytes");
-			return;
-		}
-		if (u->in.len - c->res_head_len < c->res.content_length) {
-			if (u->eof)
-				conn_deny(c, 502, "UNAVAILABLE", "backendError",
-				     "sluice: BigQuery's response was cut short");
-			return;
-		}
-		body_len = c->res.content_length;
-		break;
-	case HTTP1_BODY_CHUNKED:
-		n = u->in.len - c->res_head_len - c->res_body_have;
-		rc = http1_chunked_decode(&c->res_chunk, u->in.p + c->res_head_len + c->res_body_have,
-					  &n, &why);
-		if (rc == -1) {
-			conn_deny(c, 502, "UNAVAILABLE", "backendError", why);
-			return;
-		}
-		c->res_body_have += n;
-		u->in.len = c->res_head_len + c->res_body_have + (rc > 0 ? (size_t)rc : 0);
-		if (rc == -2) {
-			if (u->eof)
-				conn_deny(c, 502, "UNAVAILABLE", "backendError",
-				     "sluice: BigQuery's response was cut short");
-			return;
-		}
-		body_len = c->res_body_have;
-		break;
-	case HTTP1_BODY_UNTIL_CLOSE:
-		if (!u->eof)
-			return;
-		body_len = u->in.len - c->res_head_len;
-		c->res.keep_alive = 0;
-		break;
+	return send_head(c, (long long)len) || conn_write(c, CLI, body, len) ? -1 : 0;
+}
+
+/* The response record: what the agent received (<first> bytes of it, <total> in all and
+ * its SHA-256, NULL to hash <first>, which is then all of it), and <error> if it failed. */
+static void record_response(struct conn *c, const char *first, size_t first_len, uint64_t total,
+			    const unsigned char *sha, const char *error)
+{
+	json_t *f;
+	char v[160];
+
+	if (!c->env->rec)
+		return;
+	f = json_pack("{s:i, s:s%, s:I}", "status", c->res.status, "path", c->req.target.p,
+		      (size_t)c->req.target.len, "latency_ms",
+		      (json_int_t)(worker_now_ms(c->w) - c->forwarded_ms));
+	/* the outcome an auditor looks for first, read off the body without parsing it */
+	if (f && json_field(first, first_len, "\"jobId\":", v, sizeof(v)))
+		json_object_set_new(f, "job_id", json_string(v));
+	if (f && json_field(first, first_len, "\"totalRows\":", v, sizeof(v)))
+		json_object_set_new(f, "rows", json_string(v));
+	if (f && json_field(first, first_len, "\"totalBytesProcessed\":", v, sizeof(v)))
+		json_object_set_new(f, "bytes_processed", json_string(v));
+	if (f && c->found.found)
+		json_object_set_new(f, "detected", json_pack("{s:i, s:i, s:i, s:i, s:i}",
+			"email", c->found.count[0], "card", c->found.count[1], "ssn",
+			c->found.count[2], "phone", c->found.count[3], "iban", c->found.count[4]));
+	if (f && c->rs && c->rs->streaming)
+		json_object_set_new(f, "streamed", json_true());
+	if (f && error)
+		json_object_set_new(f, "error", json_string(error));
+	if (f && sha)
+		rec_put_body_digest(f, "body", first, first_len, total, sha,
+				    c->env->conf->record_body_bytes);
+	else if (f)
+		rec_put_body(f, "body", first, first_len, c->env->conf->record_body_bytes);
+	conn_record(c, "response", f);
+}
+
+/* Forget the upstream connection (BigQuery is closing it); a later request opens another. */
+static void upstream_reset(struct conn *c)
+{
+	struct side *u = &c->s[UP];
+
+	close(u->fd);
+	u->fd = -1;
+	tls_conn_free(u->tls);
+	u->tls = NULL;
+	u->hs_done = u->eof = u->connected = 0;
+	u->in.len = 0;
+}
+
+/* The exchange is over: drop the response (the head and <raw_left> body bytes still in
+ * s[UP].in) and the request, and wait for the agent's next request. */
+static void finish_exchange(struct conn *c, size_t raw_left)
+{
+	buf_consume(&c->s[UP].in, c->res_head_len + raw_left);
+	if (!c->res.keep_alive)
+		upstream_reset(c);
+	buf_consume(&c->s[CLI].in, c->head_len + c->body_len);
+	if (!c->req.keep_alive) {
+		c->close_after_send = 1;
+		c->s[CLI].eof = 1;
 	}
 	c->res_in_body = 0;
-	/* as for requests: the head's slices must point where the head is now */
-	c->res.headers = c->res_h;
-	if (http1_parse_response(u->in.p, c->res_head_len, 0, &lim, c->head_is_head ?
-				 HTTP1_REQ_HEAD : HTTP1_REQ_OTHER, &c->res, NULL) !=
-	    (int)c->res_head_len) {
-		conn_close(c, "response head changed while its body arrived");
-		return;
-	}
+	respond_free(c);
+	c->st = C_REQ;
+	c->deadline = worker_now_ms(c->w) + (uint64_t)c->env->conf->idle_timeout_ms;
+}
+
+/* --- a whole response ------------------------------------------------------------------------ */
+
+/* A complete body[0..body_len) (plain: de-chunked and inflated); <raw_left> of its bytes are
+ * still in s[UP].in after the head. */
+static void respond_whole(struct conn *c, char *body, size_t body_len, size_t raw_left)
+{
+	struct side *u = &c->s[UP];
+	char *done_body = NULL; /* what was relayed, when sluice changed it */
+	const char *relayed = body;
+	size_t relayed_len = body_len;
+
 	if (c->fetching_schema) {
 		c->fetching_schema = 0;
 		if (c->res.status == 200) {
 			/* the schema is in: now the agent's own tabledata.list goes up */
-			json_t *t = json_loadb(u->in.p + c->res_head_len, body_len, 0, NULL);
+			json_t *t = json_loadb(body, body_len, 0, NULL);
 
 			free(c->schema);
 			c->schema = json_object_get(t, "schema") ?
 				json_dumps(json_object_get(t, "schema"), JSON_COMPACT) : NULL;
 			json_decref(t);
-			buf_consume(&u->in, c->res_head_len + body_len);
+			buf_consume(&u->in, c->res_head_len + raw_left);
+			c->res_in_body = 0;
+			respond_free(c);
 			if (!c->schema) {
-				conn_deny(c, 502, "UNAVAILABLE", "backendError", "sluice: the table's schema "
-				     "was not in BigQuery's answer, so its rows cannot be masked");
+				conn_deny(c, 502, "UNAVAILABLE", "backendError", "sluice: the table's "
+					  "schema was not in BigQuery's answer, so its rows cannot be masked");
 				return;
 			}
-			if (!c->res.keep_alive) {
-				close(u->fd);
-				u->fd = -1;
-				tls_conn_free(u->tls);
-				u->tls = NULL;
-				u->hs_done = u->eof = u->connected = 0;
-				u->in.len = 0;
-			}
+			if (!c->res.keep_alive)
+				upstream_reset(c);
 			c->st = C_UPSTREAM;
 			if (u->fd < 0)
 				conn_upstream_go(c);
@@ -251,8 +438,7 @@ void respond_parse(struct conn *c)
 		char err[256];
 		struct mask_plan *plan = schema ? mask_plan_new(schema, c->row_mask, err, sizeof(err))
 					 : NULL;
-		long masked = plan ? mask_rows(plan, u->in.p + c->res_head_len, body_len, &mb) : -1;
-		int failed;
+		long masked = plan ? mask_rows(plan, body, body_len, &mb) : -1;
 
 		json_decref(schema);
 		mask_plan_free(plan);
@@ -260,118 +446,414 @@ void respond_parse(struct conn *c)
 		c->row_mask = NULL;
 		if (masked < 0) {
 			free(mb.p);
-			conn_deny(c, 502, "UNAVAILABLE", "backendError", "sluice: the rows of a table with "
-			     "masked columns could not be masked, so they are withheld");
+			conn_deny(c, 502, "UNAVAILABLE", "backendError", "sluice: the rows of a table "
+				  "with masked columns could not be masked, so they are withheld");
 			return;
 		}
-		if (detect_response(c, mb.p, mb.len)) {
-			free(mb.p);
-			return;
+		done_body = mb.p;
+		relayed_len = mb.len;
+	} else {
+		if (c->submit_body && (c->res.status == 200 || c->res.status == 409)) {
+			/* the approved job is in BigQuery (409: already, from before a restart); the
+			 * poll that carried it is answered as a job still running, the next goes on */
+			hold_mark_submitted(c->poll_job);
+			gate_job_seen(c->poll_job);
+			free(c->submit_body);
+			c->submit_body = NULL;
+			if (c->poll == JOBS_GET_QUERY_RESULTS || c->res.status == 409) {
+				char *s = c->poll == JOBS_GET_QUERY_RESULTS ?
+					jobs_pending_query_response(c->poll_project, c->poll_job,
+								    c->poll_loc) :
+					jobs_pending_job(c->poll_project, c->poll_job, c->poll_loc, NULL);
+
+				buf_consume(&u->in, c->res_head_len + raw_left);
+				c->res_in_body = 0;
+				respond_free(c);
+				conn_reply(c, 200, s);
+				free(s);
+				return;
+			}
 		}
-		failed = send_response(c, mb.p, mb.len);
-		free(mb.p);
-		if (failed) {
-			conn_close(c, "out of memory");
-			return;
-		}
-		goto sent;
-	}
-	if (c->submit_body && (c->res.status == 200 || c->res.status == 409)) {
-		/* the approved job is in BigQuery (409: already, from before a restart); the poll
-		 * that carried it is answered as a job still running, and the next goes through */
-		hold_mark_submitted(c->poll_job);
-		gate_job_seen(c->poll_job);
-		free(c->submit_body);
+		free(c->submit_body); /* a failed submit: the agent gets BigQuery's error */
 		c->submit_body = NULL;
-		if (c->poll == JOBS_GET_QUERY_RESULTS || c->res.status == 409) {
-			char *s = c->poll == JOBS_GET_QUERY_RESULTS ?
-				jobs_pending_query_response(c->poll_project, c->poll_job, c->poll_loc) :
-				jobs_pending_job(c->poll_project, c->poll_job, c->poll_loc, NULL);
+		free(c->up_body);
+		c->up_body = NULL;
+		if (c->res.status == 200 && http1_slice_ieq(c->req.method, "POST")) {
+			/* a job created through sluice: its results may go to a masked identity */
+			char jid[160];
 
-			buf_consume(&u->in, c->res_head_len + body_len);
-			conn_reply(c, 200, s);
-			free(s);
-			return;
+			if (json_field(body, body_len, "\"jobId\":", jid, sizeof(jid)))
+				gate_job_seen(jid);
 		}
-	}
-	free(c->submit_body); /* a failed submit: the agent gets BigQuery's error */
-	c->submit_body = NULL;
-	free(c->up_body);
-	c->up_body = NULL;
-	if (c->res.status == 200 && http1_slice_ieq(c->req.method, "POST")) {
-		/* a job created through sluice: its results may go to a masked identity */
-		char jid[160];
-
-		if (json_field(u->in.p + c->res_head_len, body_len, "\"jobId\":", jid, sizeof(jid)))
-			gate_job_seen(jid);
-	}
-	{
 		/* job metadata must show the agent its own query, never the masking rewrite */
-		size_t rlen = 0;
-		char *restored = gate_restore(u->in.p + c->res_head_len, body_len, &rlen);
-
-		if (restored) {
-			int failed;
-
-			if (detect_response(c, restored, rlen)) {
-				free(restored);
-				return;
-			}
-			failed = send_response(c, restored, rlen);
-
-			free(restored);
-			if (failed) {
-				conn_close(c, "out of memory");
-				return;
-			}
-			goto sent;
-		}
+		done_body = gate_restore(body, body_len, &relayed_len);
 	}
-	if (detect_response(c, u->in.p + c->res_head_len, body_len))
+	if (done_body)
+		relayed = done_body;
+	else
+		relayed_len = body_len;
+	if (detect_response(c, (char *)relayed, relayed_len)) {
+		free(done_body);
 		return;
-	if (send_response(c, u->in.p + c->res_head_len, body_len)) {
+	}
+	if (send_response(c, relayed, relayed_len)) {
+		free(done_body);
 		conn_close(c, "out of memory");
 		return;
 	}
-sent:
-	if (c->env->rec) {
-		json_t *f = json_pack("{s:i, s:s%, s:I}", "status", c->res.status, "path",
-				      c->req.target.p, (size_t)c->req.target.len, "latency_ms",
-				      (json_int_t)(worker_now_ms(c->w) - c->forwarded_ms));
-		const char *b = u->in.p + c->res_head_len;
-		char v[160];
-
-		/* the outcome an auditor looks for first, read off the body without parsing it */
-		if (f && json_field(b, body_len, "\"jobId\":", v, sizeof(v)))
-			json_object_set_new(f, "job_id", json_string(v));
-		if (f && json_field(b, body_len, "\"totalRows\":", v, sizeof(v)))
-			json_object_set_new(f, "rows", json_string(v));
-		if (f && json_field(b, body_len, "\"totalBytesProcessed\":", v, sizeof(v)))
-			json_object_set_new(f, "bytes_processed", json_string(v));
-		if (f && c->found.found)
-			json_object_set_new(f, "detected", json_pack("{s:i, s:i, s:i, s:i, s:i}",
-				"email", c->found.count[0], "card", c->found.count[1], "ssn",
-				c->found.count[2], "phone", c->found.count[3], "iban", c->found.count[4]));
-		if (f)
-			rec_put_body(f, "body", b, body_len, c->env->conf->record_body_bytes);
-		conn_record(c, "response", f);
-	}
-	buf_consume(&u->in, c->res_head_len + body_len);
-	if (!c->res.keep_alive) {
-		/* the upstream connection is done; a later request opens a new one */
-		close(u->fd);
-		u->fd = -1;
-		tls_conn_free(u->tls);
-		u->tls = NULL;
-		u->hs_done = u->eof = u->connected = 0;
-		u->in.len = 0;
-	}
-	buf_consume(&c->s[CLI].in, c->head_len + c->body_len);
-	if (!c->req.keep_alive) {
-		c->close_after_send = 1;
-		c->s[CLI].eof = 1;
-	}
-	c->st = C_REQ;
-	c->deadline = worker_now_ms(c->w) + (uint64_t)conf->idle_timeout_ms;
+	record_response(c, relayed, relayed_len, relayed_len, NULL, NULL);
+	free(done_body);
+	finish_exchange(c, raw_left);
 }
 
+/* --- a streamed response ---------------------------------------------------------------------- */
+
+/* Append p[0..n) to the filtered text, within its bound. */
+static int out_put(struct mask_buf *b, const char *p, size_t n)
+{
+	size_t cap;
+	char *q;
+
+	if (b->len + n > b->max)
+		return -1;
+	if (b->len + n > b->cap) {
+		for (cap = b->cap ? b->cap : 65536; cap < b->len + n; cap *= 2)
+			;
+		if (!(q = realloc(b->p, cap)))
+			return -1;
+		b->p = q;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+/* Filter one part onto rs->out: a row masked by schema, job metadata put back to the agent's
+ * SQL, the detectors over what comes out. Returns 0, or -1 with *why. */
+static int filter_part(struct conn *c, const char *p, const struct jsonseg_part *part,
+		       const char **why)
+{
+	struct respond_stream *rs = c->rs;
+	const struct detect_rules *r = policy_detect(c->env->policy);
+	size_t mark = rs->out.len, rl = 0;
+	char *restored = NULL;
+	int bad;
+
+	if (part->kind == JSONSEG_ELEMENT && rs->plan && !strcmp(part->key, "rows")) {
+		if (mask_row(rs->plan, p, part->len, &rs->out) < 0)
+			return *why = "sluice: a row of a table with masked columns could not be "
+				      "masked, so the rest is withheld", -1;
+	} else {
+		restored = gate_restore(p, part->len, &rl); /* NULL: nothing to put back */
+		bad = (restored && part->kind == JSONSEG_GLUE) ||
+		      out_put(&rs->out, restored ? restored : p, restored ? rl : part->len);
+		free(restored);
+		if (bad)
+			return *why = "sluice: a part of the response could not be filtered, so the "
+				      "rest is withheld", -1;
+	}
+	if (r)
+		detect_json(rs->out.p + mark, rs->out.len - mark, r, &c->found);
+	if (c->found.refuse)
+		return *why = "sluice: the response contains values the policy does not let "
+			      "through; the rest is withheld", -1;
+	return 0;
+}
+
+/* Relay what is filtered: a chunk (compressed again when BigQuery's body was), and the end
+ * of the body when <last>. Returns 0 or -1. */
+static int flush(struct conn *c, int last)
+{
+	struct respond_stream *rs = c->rs;
+	struct buf z = { 0 };
+	const char *d = rs->out.p;
+	size_t n = rs->out.len, keep;
+	char hex[32];
+	int rc = 0;
+
+	if (n) {
+		EVP_DigestUpdate(rs->sha, rs->out.p, n);
+		keep = rs->first.len < FIRST_BYTES ? FIRST_BYTES - rs->first.len : 0;
+		if (keep && buf_append(&rs->first, rs->out.p, n < keep ? n : keep, FIRST_BYTES))
+			return -1;
+		rs->relayed += n;
+	}
+	if (rs->gunzip) {
+		if ((n || last) && deflate_to(rs, rs->out.p, n, last ? Z_FINISH : Z_SYNC_FLUSH, &z))
+			rc = -1;
+		d = z.p;
+		n = z.len;
+	}
+	if (!rc && n && rs->chunked) {
+		snprintf(hex, sizeof(hex), "%zx\r\n", n);
+		rc = conn_write(c, CLI, hex, strlen(hex)) || conn_write(c, CLI, d, n) ||
+		     conn_write(c, CLI, "\r\n", 2);
+	} else if (!rc && n) {
+		rc = conn_write(c, CLI, d, n);
+	}
+	if (!rc && last && rs->chunked)
+		rc = conn_write(c, CLI, "0\r\n\r\n", 5);
+	rs->out.len = 0;
+	buf_free(&z);
+	return rc ? -1 : 0;
+}
+
+/* Filter every whole part at hand; <eof>: the plain body is all here. Returns 0 or -1. */
+static int stream_round(struct conn *c, int eof, const char **why)
+{
+	struct respond_stream *rs = c->rs;
+	struct jsonseg_part part;
+	const char *base;
+	size_t avail, used = 0;
+	int rc, done;
+
+	if (rs->gunzip) {
+		base = rs->plain.p;
+		avail = rs->plain.len;
+	} else {
+		base = c->s[UP].in.p + c->res_head_len;
+		avail = body_avail(c, &done);
+	}
+	while ((rc = jsonseg_next(&rs->seg, base, avail, eof, &part, why)) == 1) {
+		if (filter_part(c, base + part.off, &part, why))
+			return -1;
+		used = part.off + part.len;
+		if (rs->streaming && rs->out.len >= FLUSH_BYTES && flush(c, 0))
+			return *why = "sluice: out of memory", -1;
+	}
+	if (rc < 0)
+		return -1;
+	/* drop what was filtered at once: one move per round, not one per row */
+	if (rs->gunzip)
+		buf_consume(&rs->plain, used);
+	else
+		body_drop(c, used);
+	jsonseg_consumed(&rs->seg, used);
+	return 0;
+}
+
+/* Stop a stream that cannot go on: the agent gets a cut response, never the value. */
+static void stream_abort(struct conn *c, const char *why)
+{
+	unsigned char h[32];
+
+	log_warn("proxy", "%s: %s", c->sni, why);
+	EVP_DigestFinal_ex(c->rs->sha, h, NULL);
+	record_response(c, c->rs->first.p ? c->rs->first.p : "", c->rs->first.len,
+			c->rs->relayed, h, why);
+	conn_close(c, why);
+}
+
+/* The body has outgrown limits.buffer_bytes: from now on it streams. Returns 0, or -1 with
+ * *why when nothing has been sent yet (the agent can still get an error). */
+static int stream_start(struct conn *c, const char **why)
+{
+	const struct sluice_conf *conf = c->env->conf;
+	struct respond_stream *rs = rs_get(c);
+	char err[256];
+
+	if (!rs || !(rs->sha = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(rs->sha, EVP_sha256(), NULL))
+		return *why = "sluice: out of memory", -1;
+	if (c->row_mask && c->res.status == 200) {
+		json_t *schema = c->schema ? json_loads(c->schema, 0, NULL) : NULL;
+
+		rs->plan = schema ? mask_plan_new(schema, c->row_mask, err, sizeof(err)) : NULL;
+		json_decref(schema);
+		if (!rs->plan)
+			return *why = "sluice: the rows of a table with masked columns could not be "
+				      "masked, so they are withheld", -1;
+	}
+	free(c->row_mask);
+	c->row_mask = NULL;
+	free(c->up_body);
+	c->up_body = NULL;
+	jsonseg_init(&rs->seg, conf->value_bytes, rs->plan ? "rows" : NULL);
+	rs->out.max = 2 * (conf->value_bytes + conf->buffer_bytes) + FLUSH_BYTES;
+	rs->chunked = c->req.minor_version >= 1;
+	memset(&c->found, 0, sizeof(c->found));
+	return 0;
+}
+
+/* More of a streamed body, or its end. */
+static void stream_more(struct conn *c)
+{
+	const struct sluice_conf *conf = c->env->conf;
+	struct respond_stream *rs = c->rs;
+	const char *why = NULL;
+	unsigned char h[32];
+	size_t avail;
+	int done, eof;
+
+	if (dechunk(c, &why))
+		return stream_abort(c, why);
+	avail = body_avail(c, &done);
+	if (rs->gunzip && inflate_more(c, avail, conf->value_bytes + 65536, &why))
+		return stream_abort(c, why);
+	avail = body_avail(c, &done);
+	eof = done && (!rs->gunzip || (rs->z_end && !avail));
+	if (!done && c->s[UP].eof)
+		return stream_abort(c, "sluice: BigQuery's response was cut short");
+	if (done && rs->gunzip && !rs->z_end && !avail)
+		return stream_abort(c, "sluice: BigQuery's gzip body was cut short");
+	if (stream_round(c, eof, &why))
+		return stream_abort(c, why);
+	if (!eof || !jsonseg_done(&rs->seg)) {
+		if (rs->out.len && flush(c, 0))
+			stream_abort(c, "sluice: out of memory");
+		return;
+	}
+	if (flush(c, 1))
+		return stream_abort(c, "sluice: out of memory");
+	EVP_DigestFinal_ex(rs->sha, h, NULL);
+	record_response(c, rs->first.p ? rs->first.p : "", rs->first.len, rs->relayed, h, NULL);
+	finish_exchange(c, 0);
+}
+
+/* --- parsing --------------------------------------------------------------------------------- */
+
+/* The head of BigQuery's response. Returns 1 when it is in (the body follows), 0 otherwise. */
+static int parse_head(struct conn *c)
+{
+	const struct sluice_conf *conf = c->env->conf;
+	struct side *u = &c->s[UP];
+	struct http1_limits lim = { conf->max_header_bytes, (size_t)conf->max_headers };
+	const struct http1_header *ce;
+	const char *why = NULL;
+	long rc;
+
+	if (!c->res_h && !(c->res_h = calloc((size_t)conf->max_headers, sizeof(*c->res_h)))) {
+		conn_close(c, "out of memory");
+		return 0;
+	}
+	c->res.headers = c->res_h;
+	rc = http1_parse_response(u->in.p, u->in.len, c->res_last, &lim,
+				  c->head_is_head ? HTTP1_REQ_HEAD : HTTP1_REQ_OTHER, &c->res, &why);
+	if (rc == -2) {
+		c->res_last = u->in.len;
+		if (u->eof)
+			conn_deny(c, 502, "UNAVAILABLE", "backendError",
+				  "sluice: BigQuery closed the connection without a response");
+		return 0;
+	}
+	c->res_last = 0;
+	if (rc < 0) {
+		conn_deny(c, 502, "UNAVAILABLE", "backendError", why);
+		return 0;
+	}
+	if (c->res.status < 200) { /* interim: drop it, wait for the final one */
+		buf_consume(&u->in, (size_t)rc);
+		return parse_head(c);
+	}
+	respond_free(c);
+	ce = http1_find(c->res.headers, c->res.num_headers, "content-encoding");
+	if (ce && !http1_slice_ieq(ce->value, "identity") && c->res.body != HTTP1_BODY_NONE) {
+		/* sluice reads every response it relays: only the gzip it asked for is inflated */
+		if (!c->asked_gzip || !http1_slice_ieq(ce->value, "gzip") || !rs_get(c)) {
+			conn_deny(c, 502, "UNAVAILABLE", "backendError", "sluice: BigQuery answered "
+				  "with a compressed body it was not asked for; nothing is relayed");
+			return 0;
+		}
+		c->rs->gunzip = 1;
+	}
+	c->res_head_len = (size_t)rc;
+	c->res_body_have = 0;
+	c->res_taken = 0;
+	c->res_chunk_end = 0;
+	c->res_in_body = 1;
+	if (c->res.body == HTTP1_BODY_CHUNKED) /* the bound is applied as the body is handled */
+		http1_chunked_init(&c->res_chunk, HTTP1_MAX_LENGTH);
+	return 1;
+}
+
+void respond_parse(struct conn *c)
+{
+	const struct sluice_conf *conf = c->env->conf;
+	struct side *u = &c->s[UP];
+	struct http1_limits lim = { conf->max_header_bytes, (size_t)conf->max_headers };
+	/* what sluice must see whole (its own requests' answers), and up to what size */
+	int must_whole = c->fetching_schema || c->submit_body;
+	size_t whole_limit = must_whole ? conf->max_body_bytes : conf->buffer_bytes;
+	const char *why = NULL;
+	char msg[400];
+	size_t avail, plain_len;
+	int done, plain_done;
+
+	if (!c->res_in_body && !parse_head(c))
+		return;
+	if (c->rs && c->rs->streaming)
+		return stream_more(c);
+	if (must_whole && c->res.body == HTTP1_BODY_LENGTH &&
+	    c->res.content_length > conf->max_body_bytes) {
+		conn_deny(c, 502, "UNAVAILABLE", "backendError",
+			  "sluice: response larger than limits.body_bytes");
+		return;
+	}
+	if (dechunk(c, &why)) {
+		conn_deny(c, 502, "UNAVAILABLE", "backendError", why);
+		return;
+	}
+	avail = body_avail(c, &done);
+	plain_len = avail;
+	plain_done = done;
+	if (c->rs && c->rs->gunzip) {
+		if (inflate_more(c, avail, whole_limit + 1, &why)) {
+			conn_deny(c, 502, "UNAVAILABLE", "backendError", why);
+			return;
+		}
+		avail = body_avail(c, &done);
+		plain_len = c->rs->plain.len;
+		plain_done = done && c->rs->z_end && !avail;
+		if (done && !c->rs->z_end && !avail) {
+			conn_deny(c, 502, "UNAVAILABLE", "backendError",
+				  "sluice: BigQuery's gzip body was cut short");
+			return;
+		}
+	}
+	if (!plain_done && plain_len <= whole_limit) {
+		if (u->eof)
+			conn_deny(c, 502, "UNAVAILABLE", "backendError",
+				  "sluice: BigQuery's response was cut short");
+		return;
+	}
+	if (!plain_done || plain_len > whole_limit) {
+		if (must_whole) {
+			conn_deny(c, 502, "UNAVAILABLE", "backendError",
+				  "sluice: response larger than limits.body_bytes");
+			return;
+		}
+		/* too big to hold: filtered and relayed as it comes */
+		if (stream_start(c, &why) || stream_round(c, 0, &why)) {
+			if (c->found.refuse)
+				refusal(c, msg, sizeof(msg));
+			else
+				snprintf(msg, sizeof(msg), "%s", why);
+			respond_free(c);
+			conn_deny(c, c->found.refuse ? 403 : 502, c->found.refuse ?
+				  "PERMISSION_DENIED" : "UNAVAILABLE", c->found.refuse ?
+				  "accessDenied" : "backendError", msg);
+			return;
+		}
+		if (send_head(c, -1)) {
+			conn_close(c, "out of memory");
+			return;
+		}
+		c->rs->streaming = 1;
+		/* the head is out: its slices are not needed any more */
+		buf_consume(&u->in, c->res_head_len);
+		c->res_head_len = 0;
+		return stream_more(c);
+	}
+	/* whole: as for requests, the head's slices must point where the head is now */
+	c->res.headers = c->res_h;
+	if (http1_parse_response(u->in.p, c->res_head_len, 0, &lim, c->head_is_head ?
+				 HTTP1_REQ_HEAD : HTTP1_REQ_OTHER, &c->res, NULL) !=
+	    (int)c->res_head_len) {
+		conn_close(c, "response head changed while its body arrived");
+		return;
+	}
+	if (c->rs && c->rs->gunzip)
+		respond_whole(c, c->rs->plain.p ? c->rs->plain.p : "", plain_len, avail);
+	else
+		respond_whole(c, u->in.p + c->res_head_len, plain_len, plain_len);
+}
