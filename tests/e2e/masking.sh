@@ -15,16 +15,7 @@ GATE_POLICY="$PWD/policies/pii-masking.json"
 gate_up agent || exit 1
 agent() { gate_agent "$@"; }
 # The clear values, read straight from the stand-in (not through the gate).
-clear=$(node -e '
-  const https = require("https"), fs = require("fs");
-  const body = JSON.stringify({ query: "SELECT ssn, email, card_number, name FROM `demo-project.crm.customers` WHERE customer_id = 1", useLegacySql: false });
-  const r = https.request({ host: "127.0.0.1", port: +process.argv[1], method: "POST",
-    path: "/bigquery/v2/projects/demo-project/queries", ca: fs.readFileSync(process.argv[2]),
-    servername: "bigquery.googleapis.com",
-    headers: { "content-type": "application/json", authorization: "Bearer direct" } }, res => {
-      let s = ""; res.on("data", d => s += d).on("end", () =>
-        console.log(JSON.parse(s).rows[0].f.map(x => x.v).join("\n"))); });
-  r.end(body);' "$STANDIN_PORT" "$GATE_DIR/standin/ca.pem")
+clear=$(gate_direct "SELECT ssn, email, card_number, name FROM \`demo-project.crm.customers\` WHERE customer_id = 1")
 ssn=$(sed -n 1p <<< "$clear"); email=$(sed -n 2p <<< "$clear"); card=$(sed -n 3p <<< "$clear"); name=$(sed -n 4p <<< "$clear")
 check "the clear values are known to the test" test -n "$ssn" -a -n "$email"
 never_clear() { # WHAT OUTPUT: none of the clear values appear

@@ -69,9 +69,12 @@ function send(req, res, { status, json, headers = {} }) {
 		body = gzipSync(body);
 		h['content-encoding'] = 'gzip';
 	}
-	if (status !== 204) h['content-length'] = body.length;
+	// Google's front ends send large bodies chunked, as they produce them
+	if (status !== 204 && body.length <= 1 << 20) h['content-length'] = body.length;
 	res.writeHead(status, h);
-	res.end(status === 204 ? undefined : body);
+	if (status === 204) return res.end();
+	for (let i = 0; i < body.length; i += 1 << 16) res.write(body.subarray(i, i + (1 << 16)));
+	res.end();
 }
 
 async function onRequest(req, res) {

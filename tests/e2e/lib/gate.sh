@@ -192,10 +192,11 @@ gate_warm() {
 # The usual end-to-end set-up in one call: the stand-in, container NAME (created here), a
 # configuration enforcing it, sluiced, the CA exported for the agent, the agent's
 # credential, and a gate that answers in the container. Honours GATE_POLICY, GATE_IDENTITY...
+# and GATE_EXTRA (more top-level configuration, e.g. ', "limits": {...}').
 gate_up() {
   gate_standin || return 1
   ct_create "$1" 127.0.0.1
-  gate_config "$(ct_cgroup "$1")" || return 1
+  gate_config "$(ct_cgroup "$1")" "${GATE_EXTRA:-}" || return 1
   gate_start || return 1
   build/sluicectl ca export --cert "$GATE_DIR/ca.pem" > "$GATE_DIR/sluice-ca.pem" || return 1
   gate_agent_key
@@ -206,4 +207,19 @@ gate_up() {
 gate_agent() {
   ct_exec agent env NODE_EXTRA_CA_CERTS="$GATE_DIR/sluice-ca.pem" \
     GOOGLE_APPLICATION_CREDENTIALS="$GATE_DIR/agent-key.json" node tests/e2e/lib/agent.mjs "$@" 2>&1
+}
+
+# gate_direct SQL: run a query straight at the stand-in (not through the gate) and print the
+# values of its rows, one per line, cells in order: what a value looks like in clear.
+gate_direct() {
+  node -e '
+  const https = require("https"), fs = require("fs");
+  const body = JSON.stringify({ query: process.argv[3], useLegacySql: false });
+  const r = https.request({ host: "127.0.0.1", port: +process.argv[1], method: "POST",
+    path: "/bigquery/v2/projects/demo-project/queries", ca: fs.readFileSync(process.argv[2]),
+    servername: "bigquery.googleapis.com",
+    headers: { "content-type": "application/json", authorization: "Bearer direct" } }, res => {
+      let s = ""; res.on("data", d => s += d).on("end", () =>
+        console.log(JSON.parse(s).rows.map(r => r.f.map(x => x.v).join("\n")).join("\n"))); });
+  r.end(body);' "$STANDIN_PORT" "$GATE_DIR/standin/ca.pem" "$1"
 }
