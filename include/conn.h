@@ -136,6 +136,8 @@ void conn_reply(struct conn *c, int status, const char *json);
 void conn_reply_error(struct conn *c, int status, const char *reason, const char *msg);
 /* Record something that does not hold the request up (a refusal, a response). */
 void conn_record(struct conn *c, const char *type, json_t *fields);
+/* Who asks: the verified OIDC subject, else the container's cgroup. */
+const char *conn_identity(const struct conn *c);
 /* Header <name> of <r> copied into out[0..n) ("" when too long); NULL when absent. */
 const char *conn_header(const struct http1_request *r, const char *name, char *out, size_t n);
 /* Strip ":port" from an authority into <out>. */

@@ -47,10 +47,6 @@ int gate_explain_sql(const struct policy *policy, const struct policy_subject *s
 
 void gate_verdict_free(struct gate_verdict *v);
 
-/* A job was created through sluice (its results were computed on masked values). Only such
- * jobs' results are given to an identity with masked columns. */
-void gate_job_seen(const char *job_id);
-
 /* A response body with the SQL sluice rewrote put back as the agent wrote it (and query
  * plans, which quote the rewrite, removed): malloc'd, length in *outlen; NULL when the body
  * carries no rewritten SQL. A rewrite whose original is no longer known is replaced by a

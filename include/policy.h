@@ -24,6 +24,7 @@ enum policy_access {
 /* Who is asking: the container's cgroup path and the groups configured for it. */
 struct policy_subject {
 	const char *cgroup;
+	const char *identity;    /* who asks: the verified subject, else the cgroup (NULL: cgroup) */
 	const char *const *groups;
 	int n_groups;
 	const void *claims;      /* json_t object of the verified identity's claims, or NULL */

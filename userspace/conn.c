@@ -233,3 +233,10 @@ void conn_record(struct conn *c, const char *type, json_t *fields)
 		json_decref(fields);
 }
 
+
+/* Who asks: the verified OIDC subject when there is one (so that an approval window, a
+ * retry or a job is that agent's), else the container. */
+const char *conn_identity(const struct conn *c)
+{
+	return c->access.subject[0] ? c->access.subject : c->cgroup;
+}

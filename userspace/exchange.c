@@ -109,7 +109,8 @@ int exchange_send_request(struct conn *c, const char *body, size_t body_len)
 static int decide(struct conn *c)
 {
 	const char *groups[POLICY_MAX_LIST];
-	struct policy_subject sub = { .cgroup = c->cgroup, .groups = groups };
+	struct policy_subject sub = { .cgroup = c->cgroup, .identity = conn_identity(c),
+				       .groups = groups };
 	struct gate_request g = { .host = c->sni, .target = c->req.target.p,
 				  .target_len = c->req.target.len,
 				  .body = c->s[CLI].in.p + c->head_len, .body_len = c->body_len };

@@ -13,6 +13,7 @@
 #include <openssl/rand.h>
 
 #include "gate.h"
+#include "jobseen.h"
 #include "mask.h"
 #include "route.h"
 #include "sql.h"
@@ -125,30 +126,6 @@ static char *original_of(const char *id)
 			s = strdup(marked[i].original);
 	pthread_mutex_unlock(&marked_mu);
 	return s;
-}
-
-/* Jobs created through sluice, most recent GATE_MARKED (memory only: after a restart, a
- * masked identity cannot fetch results of jobs it created before). */
-static char seen_jobs[GATE_MARKED][128];
-static unsigned seen_next;
-
-void gate_job_seen(const char *job_id)
-{
-	pthread_mutex_lock(&marked_mu);
-	snprintf(seen_jobs[seen_next++ % GATE_MARKED], sizeof(seen_jobs[0]), "%s", job_id);
-	pthread_mutex_unlock(&marked_mu);
-}
-
-static int job_seen(const char *job_id)
-{
-	unsigned i;
-	int hit = 0;
-
-	pthread_mutex_lock(&marked_mu);
-	for (i = 0; i < GATE_MARKED && !hit; i++)
-		hit = seen_jobs[i][0] && !strcmp(seen_jobs[i], job_id);
-	pthread_mutex_unlock(&marked_mu);
-	return hit;
 }
 
 static int mask_lookup(void *ctx, const char *name, int wildcard, struct mask_set *out)
@@ -573,12 +550,13 @@ static void masked_api(struct masking *mk, const struct route_result *rr)
 			}
 		}
 	}
-	if (!strcmp(rr->method_id, "bigquery.jobs.getQueryResults") && !job_seen(rr->job_id)) {
-		/* its rows were not computed through the masking rewrite: they cannot be trusted */
+	if (!strcmp(rr->method_id, "bigquery.jobs.getQueryResults") &&
+	    !jobseen_has(mk->sub->identity ? mk->sub->identity : mk->sub->cgroup, rr->job_id)) {
+		/* its rows were not computed through this identity's masking rewrite */
 		mk->refused = 1;
-		snprintf(mk->reason, sizeof(mk->reason), "job %s was not run through sluice, so its "
-			 "results may hold unmasked values; run the query again through sluice",
-			 rr->job_id);
+		snprintf(mk->reason, sizeof(mk->reason), "job %s was not run through sluice by "
+			 "this identity, so its results may hold unmasked values; run the query "
+			 "again through sluice", rr->job_id);
 	}
 	for (i = 0; i < rr->n_sources && !mk->refused; i++) {
 		if (mask_lookup(mk, rr->sources[i], 0, &set) > 0) {

@@ -116,13 +116,6 @@ int hold_poll(struct conn *c, int timed_out)
 	}
 }
 
-/* Who asks, for approvals: the verified OIDC subject when there is one (so that a window
- * or a retry is that agent's), else the container. */
-static const char *who(const struct conn *c)
-{
-	return c->access.subject[0] ? c->access.subject : c->cgroup;
-}
-
 /* Fingerprint of a request for "the identical request": method, path and body, minus what
  * clients make unique per attempt (requestId, a client-chosen jobReference, insertAll's
  * per-row insertId). */
@@ -163,7 +156,7 @@ int hold_request(struct conn *c, const struct gate_request *g,
 			    const struct policy_subject *sub, const struct gate_verdict *v)
 {
 	struct approve *a = c->env->approve;
-	const char *identity = who(c), *kinds[64], *tables[256], *sql = "";
+	const char *identity = conn_identity(c), *kinds[64], *tables[256], *sql = "";
 	int is_job = v->method_id && (!strcmp(v->method_id, "bigquery.jobs.query") ||
 				      !strcmp(v->method_id, "bigquery.jobs.insert"));
 	struct approve_info info = { .kind = is_job ? APPROVE_JOB : APPROVE_OP,
@@ -302,7 +295,7 @@ void hold_recheck(struct conn *c, int timed_out)
 	c->st = C_REQ;
 	c->hold = HOLD_NONE;
 	if (st.state == APPROVE_APPROVED &&
-	    approve_consume(c->env->approve, who(c), c->hold_fp)) {
+	    approve_consume(c->env->approve, conn_identity(c), c->hold_fp)) {
 		exchange_forward(c);
 		return;
 	}

@@ -24,6 +24,7 @@
 #include "exchange.h"
 #include "gate.h"
 #include "hold.h"
+#include "jobseen.h"
 #include "jsonseg.h"
 #include "log.h"
 #include "record.h"
@@ -457,7 +458,7 @@ static void respond_whole(struct conn *c, char *body, size_t body_len, size_t ra
 			/* the approved job is in BigQuery (409: already, from before a restart); the
 			 * poll that carried it is answered as a job still running, the next goes on */
 			hold_mark_submitted(c->poll_job);
-			gate_job_seen(c->poll_job);
+			jobseen_add(conn_identity(c), c->poll_job);
 			free(c->submit_body);
 			c->submit_body = NULL;
 			if (c->poll == JOBS_GET_QUERY_RESULTS || c->res.status == 409) {
@@ -483,7 +484,7 @@ static void respond_whole(struct conn *c, char *body, size_t body_len, size_t ra
 			char jid[160];
 
 			if (json_field(body, body_len, "\"jobId\":", jid, sizeof(jid)))
-				gate_job_seen(jid);
+				jobseen_add(conn_identity(c), jid);
 		}
 		/* job metadata must show the agent its own query, never the masking rewrite */
 		done_body = gate_restore(body, body_len, &relayed_len);
@@ -572,6 +573,13 @@ static int flush(struct conn *c, int last)
 	char hex[32];
 	int rc = 0;
 
+	if (n && !rs->relayed && c->res.status == 200 && http1_slice_ieq(c->req.method, "POST")) {
+		/* a job created through sluice: its results may go to this (masked) identity */
+		char jid[160];
+
+		if (json_field(rs->out.p, n, "\"jobId\":", jid, sizeof(jid)))
+			jobseen_add(conn_identity(c), jid);
+	}
 	if (n) {
 		EVP_DigestUpdate(rs->sha, rs->out.p, n);
 		keep = rs->first.len < FIRST_BYTES ? FIRST_BYTES - rs->first.len : 0;

@@ -20,6 +20,7 @@
 #include "ctlsock.h"
 #include "identity.h"
 #include "listener.h"
+#include "jobseen.h"
 #include "log.h"
 #include "loop.h"
 #include "policy.h"
@@ -490,6 +491,13 @@ static int run(struct daemon *d, char *err, size_t errlen)
 	}
 	if (start_approvals(d, err, errlen))
 		return -1;
+	{ /* which jobs each identity created through sluice, across restarts (masking) */
+		char path[4096];
+
+		snprintf(path, sizeof(path), "%s/jobs.seen", d->conf->approvals_dir);
+		if (jobseen_open(path, err, errlen))
+			return -1;
+	}
 	d->redirect = redirect_open(d->conf, on_event, d, err, errlen);
 	if (!d->redirect)
 		return -1;

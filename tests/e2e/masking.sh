@@ -101,6 +101,21 @@ check_contains "tabledata.list of the masked table returns rows" "$out" 'ROWS [{
 check "... masked by the table's schema: no clear value" never_clear tabledata "$out"
 check_contains "... the same masking as queries (email keeps its domain)" "$out" "XXXXX@${email#*@}"
 check_contains "... nested fields untouched unless masked" "$out" '"city":"Springfield"'
+# Which jobs an identity created through sluice survives a restart of sluiced.
+node_agent() { ct_exec agent env NODE_EXTRA_CA_CERTS="$GATE_DIR/sluice-ca.pem" \
+  GOOGLE_APPLICATION_CREDENTIALS="$GATE_DIR/agent-key.json" NODE_PATH="$PWD/tests/node_modules" \
+  node -e 'const { BigQuery } = require("@google-cloud/bigquery");
+    const bq = new BigQuery({ projectId: "demo-project" });
+    const run = async (arg) => { '"$1"' };
+    run(process.argv[1]).catch(e => console.log("ERR " + e.message));' "${2:-}" 2>&1; }
+job=$(node_agent 'const [j] = await bq.createQueryJob({ query: "SELECT ssn, customer_id FROM `demo-project.crm.customers` WHERE customer_id = 2", useLegacySql: false }); console.log(j.id);')
+kill -TERM "$SLUICED_PID"; wait "$SLUICED_PID"
+gate_start || exit 1
+gate_warm agent
+out=$(node_agent 'const [rows] = await bq.job(arg).getQueryResults(); console.log("ROWS " + JSON.stringify(rows));' "$job")
+check_contains "after a restart, the agent still reads the results of its own job" "$out" 'ROWS [{'
+check "... masked" never_clear restart "$out"
+
 # Content detectors (defense in depth, no masks): an SSN in any string is masked in place, a
 # payment card number withholds the response.
 cat > "$GATE_DIR/detect.json" <<'JSON'
