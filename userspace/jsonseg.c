@@ -243,6 +243,8 @@ in_part:
 	rc = scan_part(s, buf, len, why);
 	if (rc < 0)
 		return rc;
+	if (s->pos - s->start > s->limit)
+		return fail(why, "a JSON value larger than the streaming bound");
 	if (rc == 0) {
 		if (eof)
 			return fail(why, "the JSON response was cut short");
