@@ -1621,10 +1621,11 @@ static inline const char *skip_str(const char *p, const char *e)
 	return scan_str(p, e, &esc);
 }
 
-/* Skip a value that is not a string: containers (512 deep at most) and bare scalars, which
- * run up to the next structural byte. */
+/* Skip a value that is not a string: containers (512 deep at most, each closed by its own
+ * bracket) and bare scalars, which run up to the next structural byte. */
 static const char *skip_any(const char *p, const char *e)
 {
+	uint64_t obj[512 / 64] = { 0 }; /* bit d: the container at depth d is an object */
 	int depth = 0;
 
 	do {
@@ -1636,13 +1637,20 @@ static const char *skip_any(const char *p, const char *e)
 				return NULL;
 			break;
 		case '{': case '[':
-			if (++depth > 512)
+			if (depth == 512)
 				return NULL;
+			if (*p == '{')
+				obj[depth / 64] |= 1ull << (depth % 64);
+			else
+				obj[depth / 64] &= ~(1ull << (depth % 64));
+			depth++;
 			p++;
 			break;
 		case '}': case ']':
-			if (--depth < 0)
+			if (!depth--)
 				return NULL;
+			if ((int)(obj[depth / 64] >> (depth % 64) & 1) != (*p == '}'))
+				return NULL; /* [} or {]: a parser could read it any way */
 			p++;
 			break;
 		default: {
@@ -1670,17 +1678,20 @@ static inline const char *skip_val(const char *p, const char *e)
 	return skip_any(p, e);
 }
 
-/* An object member's key at <p> and its ':'; sets [*k, *k + *kl) to the key as written. */
+/* An object member's key at <p> and its ':'; sets [*k, *k + *kl) to the key. A key with
+ * an escape is refused: "\u0076" is "v" to the client's parser, and its value would go
+ * out unmasked. */
 static inline const char *member(const char *p, const char *e, const char **k, size_t *kl)
 {
 	const char *q;
+	int esc = 0;
 
 	p = ws(p, e);
 	if (p >= e || *p != '"')
 		return NULL;
 	if (e - p >= 3 && p[2] == '"' && p[1] != '"' && p[1] != '\\')
 		q = p + 3; /* "f", "v": no scan */
-	else if (!(q = skip_str(p, e)))
+	else if (!(q = scan_str(p, e, &esc)) || esc)
 		return NULL;
 	*k = p + 1;
 	*kl = (size_t)(q - p - 2);
@@ -1693,10 +1704,23 @@ static inline int at_null(const char *p, const char *e)
 	return e - p >= 4 && !memcmp(p, "null", 4);
 }
 
-/* A hex digit's value (as before: any other byte gives a value, not an error). */
-static unsigned hexval(int c)
+/* The value of the four hex digits at <p>, or -1. */
+static long hex4(const char *p)
 {
-	return (unsigned)(isdigit(c) ? c - '0' : (lc(c) - 'a' + 10));
+	long v = 0;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		int c = lc((unsigned char)p[i]);
+
+		if (c >= '0' && c <= '9')
+			v = v * 16 + c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v = v * 16 + c - 'a' + 10;
+		else
+			return -1;
+	}
+	return v;
 }
 
 /* Write code point <cp> as UTF-8 at <o>; returns the end. */
@@ -1740,21 +1764,18 @@ static long decode_str(const char *s, size_t n, char *out)
 		case 'b': *o++ = '\b'; break;
 		case 'f': *o++ = '\f'; break;
 		case 'u': {
-			unsigned cp = 0, lo = 0;
-			int i;
+			long cp, lo;
 
-			if (e - p < 4)
+			if (e - p < 4 || (cp = hex4(p)) < 0)
 				return -1;
-			for (i = 0; i < 4; i++)
-				cp = cp * 16 + hexval(p[i]);
 			p += 4;
-			if (cp >= 0xd800 && cp < 0xdc00 && e - p >= 6 && p[0] == '\\' && p[1] == 'u') {
-				for (i = 2; i < 6; i++)
-					lo = lo * 16 + hexval(p[i]);
+			/* a surrogate pair is one character; a lone surrogate stays as it is */
+			if (cp >= 0xd800 && cp < 0xdc00 && e - p >= 6 && p[0] == '\\' && p[1] == 'u' &&
+			    (lo = hex4(p + 2)) >= 0xdc00 && lo < 0xe000) {
 				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
 				p += 6;
 			}
-			o = put_utf8(o, cp);
+			o = put_utf8(o, (unsigned)cp);
 			break;
 		}
 		default: *o++ = p[-1];
@@ -1974,12 +1995,14 @@ static const char *walk_value(struct jw *w, const char *p, const struct pnode *d
 	int r;
 
 	if (d->repeated && !in_array) {
-		/* [{"v": x}, ...] or null */
-		if (!(q = eat(p, e, '[')))
-			return skip_val(p, e);
-		if ((p = eat(q, e, ']')))
-			return p;
-		p = q;
+		/* [{"v": x}, ...] or null; anything else could hide the values from the walk */
+		p = ws(p, e);
+		if (at_null(p, e))
+			return p + 4;
+		if (!(p = eat(p, e, '[')))
+			return NULL;
+		if ((q = eat(p, e, ']')))
+			return q;
 		do {
 			if (!(p = walk_cell(w, p, d, depth + 1, 1)))
 				return NULL;
@@ -1987,8 +2010,9 @@ static const char *walk_value(struct jw *w, const char *p, const struct pnode *d
 		return r ? NULL : p;
 	}
 	if (d->type == MASK_T_STRUCT) {
-		q = ws(p, e);
-		return q < e && *q == '{' ? walk_f(w, q, d->first, d->n, depth + 1) : skip_val(q, e);
+		/* {"f": [...]} or null, as for REPEATED */
+		p = ws(p, e);
+		return at_null(p, e) ? p + 4 : walk_f(w, p, d->first, d->n, depth + 1);
 	}
 	return mask_scalar(w, p, d);
 }
@@ -2017,18 +2041,20 @@ static const char *walk_fields(struct jw *w, const char *p, int first, int n, in
 	return r ? NULL : p;
 }
 
-/* The "rows" array of a response body at <p>: each row as mask_row masks it. */
+/* The "rows" array (or null) of a response body at <p>: each row as mask_row masks it. */
 static const char *walk_rows(struct jw *w, const char *p)
 {
 	const struct mask_plan *plan = w->plan;
 	const char *e = w->e, *q;
 	int r;
 
-	if (!(q = eat(p, e, '[')))
-		return skip_val(p, e);
-	if ((p = eat(q, e, ']')))
-		return p;
-	p = q;
+	p = ws(p, e);
+	if (at_null(p, e))
+		return p + 4;
+	if (!(p = eat(p, e, '[')))
+		return NULL;
+	if ((q = eat(p, e, ']')))
+		return q;
 	do {
 		if (!(p = walk_f(w, p, plan->root_first, plan->root_n, 0)))
 			return NULL;

@@ -2,7 +2,8 @@
  * tests/data/mask/rewrite.cases (the bypass shapes: aliases, expressions, TO_JSON_STRING,
  * CTEs, joins, CTAS, views, wildcards, time travel, TABLESAMPLE, refusals), each routine per
  * type in SQL and in C (short strings, invalid emails, UTF-8), row masking with nested and
- * repeated RECORDs, and notes on the rewrite time and the row-masking rate. */
+ * repeated RECORDs and the shapes it refuses (escaped keys, odd column shapes, mismatched
+ * brackets, bad escapes), and notes on the rewrite time and the row-masking rate. */
 #include <time.h>
 
 #include "mask.h"
@@ -313,6 +314,66 @@ static const char *SCHEMA =
 	"  {\"name\": \"kind\", \"type\": \"STRING\"}, {\"name\": \"number\", \"type\": \"STRING\"}]},"
 	"{\"name\": \"birth_date\", \"type\": \"DATE\"}]}";
 
+/* mask_rows over a guarded copy of <body> (an over-read crashes); the output, NUL-terminated,
+ * into <got> ("" when refused). */
+static long masked(const struct mask_plan *p, const char *body, char *got, size_t cap)
+{
+	struct mask_buf b = { NULL, 0, 0, 1 << 20 };
+	long n = mask_rows(p, tap_guarded(body, strlen(body)), strlen(body), &b);
+
+	snprintf(got, cap, "%.*s", n < 0 ? 0 : (int)b.len, b.p ? b.p : "");
+	free(b.p);
+	return n;
+}
+
+/* Shapes a client's parser could read differently from the walker, so that a value would
+ * go out unmasked: each is refused. Over SCHEMA (ssn last_four, address.street redact, tags
+ * sha256, phones.number nullify, birth_date date_year). */
+static void row_refusals(const struct mask_plan *p)
+{
+	static const struct { const char *body, *what; } bad[] = {
+		{ "{\"rows\":[{\"f\":[{\"v\":\"1\"},{\"\\u0076\":\"123-45-6789\"}]}]}",
+		  "a cell key with an escape (\"\\u0076\" is \"v\")" },
+		{ "{\"rows\":[{\"\\u0066\":[{\"v\":\"1\"},{\"v\":\"123-45-6789\"}]}]}",
+		  "a row key with an escape" },
+		{ "{\"r\\u006fws\":[{\"f\":[{\"v\":\"1\"},{\"v\":\"123-45-6789\"}]}]}",
+		  "a body key with an escape" },
+		{ "{\"rows\":{\"f\":[{\"v\":\"1\"},{\"v\":\"123-45-6789\"}]}}",
+		  "rows not an array" },
+		{ "{\"rows\":[{\"f\":[{\"v\":\"1\"},{\"v\":null},{\"v\":\"1 Main St\"}]}]}",
+		  "a masked RECORD that is a string" },
+		{ "{\"rows\":[{\"f\":[{\"v\":\"1\"},{\"v\":null},{\"v\":null},{\"v\":\"a\"}]}]}",
+		  "a masked REPEATED column that is a string" },
+		{ "{\"rows\":[{\"f\":[{\"v\":\"1\"},{\"v\":null},{\"v\":null},{\"v\":{}}]}]}",
+		  "a masked REPEATED column that is an object" },
+		{ "{\"rows\":[{\"f\":[{\"v\":\"1\"},{\"v\":123456789}]}]}",
+		  "a masked value that is a number" },
+		{ "{\"rows\":[{\"f\":[{\"v\":[1}}]}]}",
+		  "an unmasked value with mismatched brackets" },
+		{ "{\"kind\":{\"a\":[1}],\"rows\":[]}", "a body value with mismatched brackets" },
+		{ "{\"rows\":[{\"f\":[{\"v\":\"1\"},{\"v\":\"12345\\u00zz\"}]}]}",
+		  "a masked value with a bad \\u escape" },
+		{ "{\"rows\":[{\"f\":[{\"v\":\"1\"},{\"v\":\"12345\\u12\"}]}]}",
+		  "a masked value with a short \\u escape" },
+		{ "{\"rows\":[{\"f\":[{\"v\":\"1\"},{\"v\":\"123-45-6789\\\"}]}]}",
+		  "a masked value without its closing quote" },
+		{ "{\"rows\":[{\"f\":[{\"v\":\"1\"}]}] ,", "a trailing comma after the body" },
+	};
+	char got[512];
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		is_int(masked(p, bad[i].body, got, sizeof(got)), -1, "refused: %s", bad[i].what);
+
+	is_int(masked(p, "{\"rows\":[{\"f\":[{\"v\":\"1\"},{\"v\":\"ab\\ud83d\\ude00\\u00e9xyz\"}]}]}",
+		      got, sizeof(got)), 1, "escaped value masked");
+	is_str(got, "{\"rows\":[{\"f\":[{\"v\":\"1\"},{\"v\":\"XXXXX\xc3\xa9xyz\"}]}]}",
+	       "a surrogate pair is one character (last_four)");
+	is_int(masked(p, "{\"rows\":[{\"f\":[{\"v\":\"1\"},{\"v\":null},{\"v\":null},"
+		      "{\"v\":null},{\"v\":null}]}]}", got, sizeof(got)), 1,
+	       "null masked REPEATED and RECORD values pass");
+}
+
 /* Row masking with a hand-made set over SCHEMA. */
 static void rows(const struct mask_opts *o)
 {
@@ -365,7 +426,9 @@ static void rows(const struct mask_opts *o)
 	b.len = 0;
 	b.max = 16;
 	is_int(mask_rows(p, in, strlen(in), &b), -1, "output bound: -1");
+	is_int(b.len, 0, "nothing of a refused body stays in the output");
 	free(b.p);
+	row_refusals(p);
 
 	/* throughput: 1 masked column of 6, ~64 MB of rows */
 	{
