@@ -2110,6 +2110,15 @@ static long jw_end(struct jw *w, const char *p, size_t start)
 	return w->masked;
 }
 
+long mask_row(const struct mask_plan *plan, const char *json, size_t len, struct mask_buf *out)
+{
+	struct jw w;
+	size_t start = out->len;
+
+	jw_init(&w, plan, json, len, out);
+	return jw_end(&w, walk_f(&w, json, plan->root_first, plan->root_n, 0), start);
+}
+
 long mask_rows(const struct mask_plan *plan, const char *json, size_t len, struct mask_buf *out)
 {
 	struct jw w;
