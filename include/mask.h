@@ -163,7 +163,8 @@ struct mask_buf {
 /* Mask the rows of a BigQuery response body json[0..len) ({"rows": [{"f": [{"v": ...}]}]}
  * at top level; every other key copied as is) by <plan>, appending the result to <out>.
  * Returns the number of values masked, or -1 (invalid JSON, depth or the buffer's max:
- * then the caller must refuse the response, never forward it unmasked). */
+ * then the caller must refuse the response, never forward it unmasked; out->len is left as
+ * it was). Each row is masked as mask_row masks it. */
 long mask_rows(const struct mask_plan *plan, const char *json, size_t len, struct mask_buf *out);
 /* Mask one row object of a "rows" array, json[0..len) = {"f":[...]} (surrounding whitespace
  * allowed), appending the masked text to <out>. Returns the number of cells masked, or -1

@@ -79,6 +79,7 @@ struct route_result {
 	char object[ROUTE_ID_MAX];       /* model, routine or row access policy id */
 	char job_id[ROUTE_ID_MAX];       /* path jobId, or jobs.insert's jobReference.jobId */
 	char location[64];               /* ?location= of jobs.* methods */
+	int selected_fields;             /* ?selectedFields= (tabledata.list, tables.get) */
 	struct route_sql sql[ROUTE_MAX_SQL];
 	int n_sql;
 	/* job details, for policy */

@@ -537,7 +537,14 @@ static void masked_api(struct masking *mk, const struct route_result *rr)
 		return;
 	if (!strcmp(rr->method_id, "bigquery.tabledata.list")) {
 		snprintf(name, sizeof(name), "%s.%s.%s", rr->project, rr->dataset, rr->table);
-		if (mask_lookup(mk, name, 0, &set) > 0) {
+		if (mask_lookup(mk, name, 0, &set) > 0 && rr->selected_fields) {
+			/* the rows would hold only the selected columns, which the masker maps by
+			 * position in the whole schema: refused, never guessed */
+			mk->refused = 1;
+			snprintf(mk->reason, sizeof(mk->reason), "%s has masked columns: listing its "
+				 "rows with selectedFields is refused; list them whole, or query the "
+				 "columns with SQL", name);
+		} else if (mask_lookup(mk, name, 0, &set) > 0) {
 			/* no SQL to rewrite: the rows are masked in the response, by the table's
 			 * schema (tables.get, fetched by sluiced first) */
 			mk->row_mask = malloc(sizeof(set));

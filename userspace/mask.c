@@ -770,6 +770,8 @@ static int email_valid(const char *s, size_t n, size_t *at)
 	size_t i, a = n, dot = 0;
 
 	for (i = 0; i < n; i++) {
+		if ((unsigned char)s[i] > '@')
+			continue; /* most bytes: neither '@' nor space */
 		if (re2_space((unsigned char)s[i]))
 			return 0;
 		if (s[i] == '@') {
@@ -1492,15 +1494,30 @@ void mask_plan_free(struct mask_plan *p)
 	free(p);
 }
 
-/* The JSON walker's state. */
+/* The row walker. Each step takes the cursor <p> and returns the cursor after what it read,
+ * or NULL: malformed, a bound, or the output full (picohttpparser's convention, which keeps
+ * the cursor in a register). The output is the input with masked values replaced: <copied>
+ * marks how far the output has caught up, and only a masked value copies the stretch before
+ * it, so unmasked cells are parsed but never copied one by one. */
 struct jw {
-	const char *s, *e;
-	const char *copied;   /* input before this is already in the output */
+	const char *e;          /* end of the input */
+	const char *copied;     /* input before this is already in the output */
 	struct mask_buf *out;
+	const struct mask_plan *plan;
 	long masked;
-	int fail;
-	char *scratch;        /* decoded value */
-	size_t scratch_cap;
+};
+
+/* Byte classes: one table lookup per byte on the paths that loop over bytes. */
+#define J_WS 1   /* JSON whitespace */
+#define J_STR 2  /* stops a run of string bytes: '"' '\\' */
+#define J_BARE 4 /* ends a bare scalar (number, true, null): brackets, '"', ',', whitespace */
+#define J_NEST 8 /* stops a run inside a skipped container: brackets and '"' */
+
+static const unsigned char jcls[256] = {
+	[' '] = J_WS | J_BARE, ['\t'] = J_WS | J_BARE, ['\n'] = J_WS | J_BARE,
+	['\r'] = J_WS | J_BARE, [','] = J_BARE, ['\\'] = J_STR, ['"'] = J_STR | J_BARE | J_NEST,
+	['{'] = J_BARE | J_NEST, ['}'] = J_BARE | J_NEST, ['['] = J_BARE | J_NEST,
+	[']'] = J_BARE | J_NEST,
 };
 
 /* Make room for <n> more bytes in <b>, doubling up to b->max. */
@@ -1524,446 +1541,594 @@ static int buf_room(struct mask_buf *b, size_t n)
 	return 0;
 }
 
-/* Append s[0..n) to the output. */
-static void jw_put(struct jw *w, const char *s, size_t n)
-{
-	if (w->fail || buf_room(w->out, n)) {
-		w->fail = 1;
-		return;
-	}
-	memcpy(w->out->p + w->out->len, s, n);
-	w->out->len += n;
-}
-
 /* Skip whitespace. */
-static void ws(struct jw *w)
+static inline const char *ws(const char *p, const char *e)
 {
-	while (w->s < w->e && (*w->s == ' ' || *w->s == '\n' || *w->s == '\r' || *w->s == '\t'))
-		w->s++;
+	while (p < e && (jcls[(unsigned char)*p] & J_WS))
+		p++;
+	return p;
 }
 
-/* Skip the string at the cursor (at its '"'). */
-static void skip_str(struct jw *w)
+/* Byte <c> at <p>, after whitespace: the cursor after it, or NULL. */
+static inline const char *eat(const char *p, const char *e, char c)
 {
-	const char *p = w->s + 1;
+	p = ws(p, e);
+	return p < e && *p == c ? p + 1 : NULL;
+}
 
-	for (;;) {
-		const char *q = memchr(p, '"', (size_t)(w->e - p)), *b;
+/* After an element or member: 1 at ',' (more follow), 0 at <close>, -1 at anything else.
+ * *pp moves past the ',' or <close>. */
+static inline int sep(const char **pp, const char *e, char close)
+{
+	const char *p = ws(*pp, e);
 
-		if (!q) {
-			w->fail = 1;
-			w->s = w->e;
-			return;
-		}
-		for (b = q; b > p && b[-1] == '\\'; b--)
-			;
-		if (!((q - b) & 1)) {
-			w->s = q + 1;
-			return;
-		}
-		p = q + 1;
+	if (p < e && (*p == ',' || *p == close)) {
+		*pp = p + 1;
+		return *p == ',';
+	}
+	return -1;
+}
+
+#define ONES 0x0101010101010101ull
+
+/* The zero bytes of <v> flagged by their top bit; exact up to the first zero byte. */
+static inline uint64_t zero_bytes(uint64_t v)
+{
+	return (v - ONES) & ~v & (ONES * 0x80);
+}
+
+/* The first '"' or '\\' in [p, e), or e. Eight bytes at a time: most values are short, and
+ * memchr's call and set-up cost more than they save on them. */
+static inline const char *str_stop(const char *p, const char *e)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	for (; e - p >= 8; p += 8) {
+		uint64_t v, m;
+
+		memcpy(&v, p, 8);
+		/* the lowest flag of either mask is exact, so the lowest of both is too */
+		m = zero_bytes(v ^ (ONES * '"')) | zero_bytes(v ^ (ONES * '\\'));
+		if (m)
+			return p + ((unsigned)__builtin_ctzll(m) >> 3);
+	}
+#endif
+	while (p < e && !(jcls[(unsigned char)*p] & J_STR))
+		p++;
+	return p;
+}
+
+/* Skip the string at <p> (at its '"'); sets *esc when it has escapes. */
+static inline const char *scan_str(const char *p, const char *e, int *esc)
+{
+	for (p++;;) {
+		p = str_stop(p, e);
+		if (p >= e)
+			return NULL;
+		if (*p == '"')
+			return p + 1;
+		if (e - p < 2)
+			return NULL;
+		*esc = 1;
+		p += 2; /* a backslash and the byte it escapes */
 	}
 }
 
-/* Skip any value at the cursor. */
-static void skip_val(struct jw *w)
+/* Skip the string at <p> (at its '"'). */
+static inline const char *skip_str(const char *p, const char *e)
 {
+	int esc;
+
+	return scan_str(p, e, &esc);
+}
+
+/* Skip a value that is not a string: containers (512 deep at most, each closed by its own
+ * bracket) and bare scalars, which run up to the next structural byte. */
+static const char *skip_any(const char *p, const char *e)
+{
+	uint64_t obj[512 / 64] = { 0 }; /* bit d: the container at depth d is an object */
 	int depth = 0;
 
-	ws(w);
 	do {
-		if (w->s >= w->e) {
-			w->fail = 1;
-			return;
-		}
-		switch (*w->s) {
+		if (p >= e)
+			return NULL;
+		switch (*p) {
 		case '"':
-			skip_str(w);
+			if (!(p = skip_str(p, e)))
+				return NULL;
 			break;
 		case '{': case '[':
-			if (++depth > 512) {
-				w->fail = 1;
-				return;
-			}
-			w->s++;
+			if (depth == 512)
+				return NULL;
+			if (*p == '{')
+				obj[depth / 64] |= 1ull << (depth % 64);
+			else
+				obj[depth / 64] &= ~(1ull << (depth % 64));
+			depth++;
+			p++;
 			break;
 		case '}': case ']':
-			depth--;
-			w->s++;
+			if (!depth--)
+				return NULL;
+			if ((int)(obj[depth / 64] >> (depth % 64) & 1) != (*p == '}'))
+				return NULL; /* [} or {]: a parser could read it any way */
+			p++;
 			break;
 		default: {
-			/* scalars, commas, colons, whitespace: up to the next structural byte */
-			const char *p = w->s;
+			/* scalars, and inside containers also ',' ':' and whitespace */
+			const char *q = p;
+			int stop = depth ? J_NEST : J_BARE;
 
-			while (p < w->e && *p != '"' && *p != '{' && *p != '[' && *p != '}' &&
-			       *p != ']' && (depth || (*p != ',' && *p != ' ' && *p != '\n' &&
-						      *p != '\r' && *p != '\t')))
-				p++;
-			if (p == w->s)
-				w->fail = 1;
-			w->s = p;
+			while (q < e && !(jcls[(unsigned char)*q] & stop))
+				q++;
+			if (q == p)
+				return NULL;
+			p = q;
 		}
 		}
-	} while (depth > 0 && !w->fail);
-	if (depth < 0)
-		w->fail = 1;
+	} while (depth);
+	return p;
 }
 
-/* Expect byte c at the cursor (after whitespace). */
-static int expect(struct jw *w, char c)
+/* Skip any value at <p>. */
+static inline const char *skip_val(const char *p, const char *e)
 {
-	ws(w);
-	if (w->s < w->e && *w->s == c) {
-		w->s++;
-		return 1;
-	}
-	w->fail = 1;
-	return 0;
+	p = ws(p, e);
+	if (p < e && *p == '"')
+		return skip_str(p, e);
+	return skip_any(p, e);
 }
 
-/* Is the next byte c (after whitespace)? Consumes it if so. */
-static int peek(struct jw *w, char c)
+/* An object member's key at <p> and its ':'; sets [*k, *k + *kl) to the key. A key with
+ * an escape is refused: "\u0076" is "v" to the client's parser, and its value would go
+ * out unmasked. */
+static inline const char *member(const char *p, const char *e, const char **k, size_t *kl)
 {
-	ws(w);
-	if (w->s < w->e && *w->s == c) {
-		w->s++;
-		return 1;
-	}
-	return 0;
+	const char *q;
+	int esc = 0;
+
+	p = ws(p, e);
+	if (p >= e || *p != '"')
+		return NULL;
+	if (e - p >= 3 && p[2] == '"' && p[1] != '"' && p[1] != '\\')
+		q = p + 3; /* "f", "v": no scan */
+	else if (!(q = scan_str(p, e, &esc)) || esc)
+		return NULL;
+	*k = p + 1;
+	*kl = (size_t)(q - p - 2);
+	return eat(q, e, ':');
 }
 
-/* Read an object key at the cursor; sets [*k, *kl). */
-static int key(struct jw *w, const char **k, size_t *kl)
+/* Is there a null at <p>? */
+static inline int at_null(const char *p, const char *e)
 {
-	const char *a;
-
-	ws(w);
-	if (w->s >= w->e || *w->s != '"')
-		return w->fail = 1, 0;
-	a = w->s;
-	skip_str(w);
-	*k = a + 1;
-	*kl = (size_t)(w->s - a - 2);
-	return expect(w, ':');
+	return e - p >= 4 && !memcmp(p, "null", 4);
 }
 
-/* Decode the JSON string at [a, b) (quotes included) into the scratch buffer. */
-static long decode_str(struct jw *w, const char *a, const char *b)
+/* The value of the four hex digits at <p>, or -1. */
+static long hex4(const char *p)
 {
-	size_t o = 0, need = (size_t)(b - a);
-	const char *p;
+	long v = 0;
+	int i;
 
-	if (need > w->scratch_cap) {
-		char *q = realloc(w->scratch, need);
+	for (i = 0; i < 4; i++) {
+		int c = lc((unsigned char)p[i]);
 
-		if (!q)
+		if (c >= '0' && c <= '9')
+			v = v * 16 + c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v = v * 16 + c - 'a' + 10;
+		else
 			return -1;
-		w->scratch = q;
-		w->scratch_cap = need;
 	}
-	for (p = a + 1; p < b - 1; p++) {
-		if (*p != '\\') {
-			w->scratch[o++] = *p;
-			continue;
-		}
-		if (++p >= b - 1)
+	return v;
+}
+
+/* Write code point <cp> as UTF-8 at <o>; returns the end. */
+static char *put_utf8(char *o, unsigned cp)
+{
+	if (cp < 0x80) {
+		*o++ = (char)cp;
+	} else if (cp < 0x800) {
+		*o++ = (char)(0xc0 | cp >> 6);
+		*o++ = (char)(0x80 | (cp & 0x3f));
+	} else if (cp < 0x10000) {
+		*o++ = (char)(0xe0 | cp >> 12);
+		*o++ = (char)(0x80 | ((cp >> 6) & 0x3f));
+		*o++ = (char)(0x80 | (cp & 0x3f));
+	} else {
+		*o++ = (char)(0xf0 | cp >> 18);
+		*o++ = (char)(0x80 | ((cp >> 12) & 0x3f));
+		*o++ = (char)(0x80 | ((cp >> 6) & 0x3f));
+		*o++ = (char)(0x80 | (cp & 0x3f));
+	}
+	return o;
+}
+
+/* Decode the inside of a JSON string s[0..n) into <out> (n bytes suffice: no escape grows).
+ * Returns the length or -1. */
+static long decode_str(const char *s, size_t n, char *out)
+{
+	const char *p = s, *e = s + n, *b;
+	char *o = out;
+
+	while ((b = memchr(p, '\\', (size_t)(e - p)))) {
+		memcpy(o, p, (size_t)(b - p));
+		o += b - p;
+		p = b + 1;
+		if (p >= e)
 			return -1;
-		switch (*p) {
-		case 'n': w->scratch[o++] = '\n'; break;
-		case 't': w->scratch[o++] = '\t'; break;
-		case 'r': w->scratch[o++] = '\r'; break;
-		case 'b': w->scratch[o++] = '\b'; break;
-		case 'f': w->scratch[o++] = '\f'; break;
+		switch (*p++) {
+		case 'n': *o++ = '\n'; break;
+		case 't': *o++ = '\t'; break;
+		case 'r': *o++ = '\r'; break;
+		case 'b': *o++ = '\b'; break;
+		case 'f': *o++ = '\f'; break;
 		case 'u': {
-			unsigned cp = 0;
-			int i;
+			long cp, lo;
 
-			if (b - 1 - p < 5)
+			if (e - p < 4 || (cp = hex4(p)) < 0)
 				return -1;
-			for (i = 1; i <= 4; i++) {
-				int c = p[i];
-
-				cp = cp * 16 + (unsigned)(isdigit(c) ? c - '0' : (lc(c) - 'a' + 10));
-			}
 			p += 4;
-			if (cp >= 0xd800 && cp < 0xdc00 && b - 1 - p >= 7 && p[1] == '\\' &&
-			    p[2] == 'u') {
-				unsigned lo = 0;
-
-				for (i = 3; i <= 6; i++) {
-					int c = p[i];
-
-					lo = lo * 16 + (unsigned)(isdigit(c) ? c - '0' : (lc(c) - 'a' + 10));
-				}
+			/* a surrogate pair is one character; a lone surrogate stays as it is */
+			if (cp >= 0xd800 && cp < 0xdc00 && e - p >= 6 && p[0] == '\\' && p[1] == 'u' &&
+			    (lo = hex4(p + 2)) >= 0xdc00 && lo < 0xe000) {
 				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
 				p += 6;
 			}
-			if (cp < 0x80) {
-				w->scratch[o++] = (char)cp;
-			} else if (cp < 0x800) {
-				w->scratch[o++] = (char)(0xc0 | cp >> 6);
-				w->scratch[o++] = (char)(0x80 | (cp & 0x3f));
-			} else if (cp < 0x10000) {
-				w->scratch[o++] = (char)(0xe0 | cp >> 12);
-				w->scratch[o++] = (char)(0x80 | ((cp >> 6) & 0x3f));
-				w->scratch[o++] = (char)(0x80 | (cp & 0x3f));
-			} else {
-				w->scratch[o++] = (char)(0xf0 | cp >> 18);
-				w->scratch[o++] = (char)(0x80 | ((cp >> 12) & 0x3f));
-				w->scratch[o++] = (char)(0x80 | ((cp >> 6) & 0x3f));
-				w->scratch[o++] = (char)(0x80 | (cp & 0x3f));
-			}
+			o = put_utf8(o, (unsigned)cp);
 			break;
 		}
-		default: w->scratch[o++] = *p;
+		default: *o++ = p[-1];
 		}
 	}
-	return (long)o;
+	memcpy(o, p, (size_t)(e - p));
+	return o + (e - p) - out;
 }
 
-/* Append s[0..n) as a JSON string. */
-static void put_jstr(struct jw *w, const char *s, size_t n)
-{
-	size_t i, a = 0;
+/* Bytes a JSON string adds to byte c: 5 for \u00XX, 1 for \" and \\. */
+static const unsigned char jesc[256] = {
+	5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5,
+	5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5,
+	['"'] = 1, ['\\'] = 1,
+};
 
-	jw_put(w, "\"", 1);
+/* Bytes escapes add to s[0..n) written as a JSON string. */
+static size_t jstr_extra(const char *s, size_t n)
+{
+	size_t i = 0, x = 0;
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	for (; i + 8 <= n; i += 8) { /* masked values seldom need escapes: 8 bytes at a time */
+		uint64_t v;
+
+		memcpy(&v, s + i, 8);
+		if (((v - ONES * 0x20) & ~v & (ONES * 0x80)) || zero_bytes(v ^ (ONES * '"')) ||
+		    zero_bytes(v ^ (ONES * '\\')))
+			break;
+	}
+#endif
+	for (; i < n; i++)
+		x += jesc[(unsigned char)s[i]];
+	return x;
+}
+
+/* Write s[0..n) as a JSON string at <o>, with <extra> bytes of escapes (jstr_extra). */
+static void put_jstr(char *o, const char *s, size_t n, size_t extra)
+{
+	static const char hx[] = "0123456789abcdef";
+	size_t i;
+
+	*o++ = '"';
+	if (!extra) {
+		memcpy(o, s, n);
+		o[n] = '"';
+		return;
+	}
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 
-		if (c >= 0x20 && c != '"' && c != '\\')
+		if (c < 0x20) {
+			memcpy(o, "\\u00", 4);
+			o[4] = hx[c >> 4];
+			o[5] = hx[c & 15];
+			o += 6;
 			continue;
-		jw_put(w, s + a, i - a);
-		if (c == '"' || c == '\\') {
-			char e[2] = { '\\', (char)c };
-
-			jw_put(w, e, 2);
-		} else {
-			char e[8];
-
-			snprintf(e, sizeof(e), "\\u%04x", c);
-			jw_put(w, e, 6);
 		}
-		a = i + 1;
+		if (c == '"' || c == '\\')
+			*o++ = '\\';
+		*o++ = (char)c;
 	}
-	jw_put(w, s + a, n - a);
-	jw_put(w, "\"", 1);
+	*o = '"';
 }
 
-/* Mask the scalar value at the cursor with node <d>'s routine. */
-static void mask_scalar(struct jw *w, const struct pnode *d)
+/* Replace the input value [a, b) with the JSON string s[0..n) (NULL: null) in the output,
+ * after the input not copied yet: one reservation for both. Returns 0 or -1. */
+static int emit(struct jw *w, const char *a, const char *b, const char *s, size_t n)
 {
-	const char *a, *b;
-	char res[MASK_EXPR_MAX];
-	long n = 0;
-	int is_null, m;
+	struct mask_buf *out = w->out;
+	size_t pre = (size_t)(a - w->copied), x = s ? jstr_extra(s, n) : 0;
+	size_t need = pre + (s ? n + x + 2 : 4);
+	char *o;
 
-	ws(w);
-	a = w->s;
-	if (w->s < w->e && *w->s == '"') {
-		skip_str(w);
-		is_null = 0;
-	} else {
-		skip_val(w);
-		is_null = w->s - a == 4 && !memcmp(a, "null", 4);
-	}
-	b = w->s;
-	if (w->fail)
-		return;
-	if (!is_null) {
-		if (*a != '"' || (n = decode_str(w, a, b)) < 0) {
-			w->fail = 1;
-			return;
-		}
-	}
-	m = mask_value((enum mask_routine)d->routine, d->type, d->opts, w->scratch, (size_t)n,
-		       &is_null, res, sizeof(res));
-	if (m < 0) {
-		w->fail = 1;
-		return;
-	}
-	jw_put(w, w->copied, (size_t)(a - w->copied));
-	if (is_null)
-		jw_put(w, "null", 4);
+	if (buf_room(out, need))
+		return -1;
+	o = out->p + out->len;
+	memcpy(o, w->copied, pre);
+	if (s)
+		put_jstr(o + pre, s, n, x);
 	else
-		put_jstr(w, res, (size_t)m);
+		memcpy(o + pre, "null", 4);
+	out->len += need;
 	w->copied = b;
-	w->masked++;
+	return 0;
 }
 
-static void walk_fields(struct jw *w, const struct mask_plan *p, int first, int n, int depth);
-
-/* The value of a cell for node <d>: {"v": x} already entered; x at the cursor. */
-static void walk_value(struct jw *w, const struct mask_plan *p, const struct pnode *d,
-		       int depth, int in_array)
+/* Copy the input not copied yet, up to <end>, to the output. Returns 0 or -1. */
+static int flush(struct jw *w, const char *end)
 {
-	if (!d->has_mask) {
-		skip_val(w);
-		return;
-	}
-	if (d->repeated && !in_array) {
-		/* [{"v": x}, ...] or null */
-		if (!peek(w, '[')) {
-			skip_val(w);
-			return;
-		}
-		if (peek(w, ']'))
-			return;
-		do {
-			const char *k;
-			size_t kl;
+	size_t n = (size_t)(end - w->copied);
 
-			if (!expect(w, '{'))
-				return;
-			if (peek(w, '}'))
-				continue;
-			do {
-				if (!key(w, &k, &kl))
-					return;
-				if (kl == 1 && *k == 'v')
-					walk_value(w, p, d, depth + 1, 1);
-				else
-					skip_val(w);
-			} while (!w->fail && peek(w, ','));
-			expect(w, '}');
-		} while (!w->fail && peek(w, ','));
-		expect(w, ']');
-		return;
+	if (!n)
+		return 0;
+	if (buf_room(w->out, n))
+		return -1;
+	memcpy(w->out->p + w->out->len, w->copied, n);
+	w->out->len += n;
+	w->copied = end;
+	return 0;
+}
+
+/* Mask the scalar at <p> (a string or null) with node <d>'s routine. A value without escapes
+ * is masked where it lies in the input; one with escapes is decoded first. */
+static const char *mask_scalar(struct jw *w, const char *p, const struct pnode *d)
+{
+	const char *e = w->e, *a = ws(p, e), *b, *v = a;
+	char res[MASK_EXPR_MAX], small[1024], *big = NULL;
+	long n = 0;
+	int is_null = 0, m;
+
+	if (a < e && *a == '"') {
+		int esc = 0;
+
+		if (!(b = scan_str(a, e, &esc)))
+			return NULL;
+		v = a + 1;
+		n = b - a - 2;
+		if (esc) {
+			char *o = (size_t)n <= sizeof(small) ? small : (big = malloc((size_t)n));
+
+			if (!o || (n = decode_str(v, (size_t)n, o)) < 0) {
+				free(big);
+				return NULL;
+			}
+			v = o;
+		}
+	} else {
+		b = skip_any(a, e);
+		if (!b || b - a != 4 || memcmp(a, "null", 4))
+			return NULL;
+		is_null = 1;
+	}
+	m = mask_value((enum mask_routine)d->routine, d->type, d->opts, v, (size_t)n, &is_null,
+		       res, sizeof(res));
+	free(big);
+	if (m < 0 || emit(w, a, b, is_null ? NULL : res, (size_t)m))
+		return NULL;
+	w->masked++;
+	return b;
+}
+
+static const char *walk_value(struct jw *w, const char *p, const struct pnode *d, int depth,
+			      int in_array);
+static const char *walk_fields(struct jw *w, const char *p, int first, int n, int depth);
+
+/* The usual unmasked cell, {"v":"..."} or {"v":null} (or with a space after the ':'), at
+ * <p> (after whitespace): the cursor after it, or NULL when it is anything else (walk_cell
+ * then reads it). Most cells are this, and most time went to walking them one byte class
+ * at a time. */
+static inline const char *plain_cell(const char *p, const char *e)
+{
+	const char *q;
+
+	if (e - p < 8 || memcmp(p, "{\"v\":", 5))
+		return NULL;
+	q = p + 5 + (p[5] == ' ');
+	if (*q == '"')
+		q = skip_str(q, e);
+	else if (at_null(q, e))
+		q += 4;
+	else
+		return NULL;
+	return q && q < e && *q == '}' ? q + 1 : NULL;
+}
+
+/* A cell {"v": x} at <p> for node <d>; other keys are skipped. */
+static const char *walk_cell(struct jw *w, const char *p, const struct pnode *d, int depth,
+			     int in_array)
+{
+	const char *e = w->e, *k, *q;
+	size_t kl;
+	int r;
+
+	if (!(p = eat(p, e, '{')))
+		return NULL;
+	if ((q = eat(p, e, '}')))
+		return q;
+	do {
+		if (!(p = member(p, e, &k, &kl)))
+			return NULL;
+		if (kl == 1 && *k == 'v' && d->has_mask)
+			p = walk_value(w, p, d, depth, in_array);
+		else
+			p = skip_val(p, e);
+		if (!p)
+			return NULL;
+	} while ((r = sep(&p, e, '}')) == 1);
+	return r ? NULL : p;
+}
+
+/* A row or a RECORD's value {"f": [...]} at <p>: "f" holds the cells of the fields
+ * nodes[first..first+n); other keys are skipped. */
+static const char *walk_f(struct jw *w, const char *p, int first, int n, int depth)
+{
+	const char *e = w->e, *k, *q;
+	size_t kl;
+	int r;
+
+	if (!(p = eat(p, e, '{')))
+		return NULL;
+	if ((q = eat(p, e, '}')))
+		return q;
+	do {
+		if (!(p = member(p, e, &k, &kl)))
+			return NULL;
+		if (kl == 1 && *k == 'f')
+			p = walk_fields(w, p, first, n, depth);
+		else
+			p = skip_val(p, e);
+		if (!p)
+			return NULL;
+	} while ((r = sep(&p, e, '}')) == 1);
+	return r ? NULL : p;
+}
+
+/* The value x of a cell {"v": x} at <p> for node <d>, which has masked leaves. */
+static const char *walk_value(struct jw *w, const char *p, const struct pnode *d, int depth,
+			      int in_array)
+{
+	const char *e = w->e, *q;
+	int r;
+
+	if (d->repeated && !in_array) {
+		/* [{"v": x}, ...] or null; anything else could hide the values from the walk */
+		p = ws(p, e);
+		if (at_null(p, e))
+			return p + 4;
+		if (!(p = eat(p, e, '[')))
+			return NULL;
+		if ((q = eat(p, e, ']')))
+			return q;
+		do {
+			if (!(p = walk_cell(w, p, d, depth + 1, 1)))
+				return NULL;
+		} while ((r = sep(&p, e, ']')) == 1);
+		return r ? NULL : p;
 	}
 	if (d->type == MASK_T_STRUCT) {
-		const char *k;
-		size_t kl;
-
-		if (!peek(w, '{')) {
-			skip_val(w); /* null */
-			return;
-		}
-		if (peek(w, '}'))
-			return;
-		do {
-			if (!key(w, &k, &kl))
-				return;
-			if (kl == 1 && *k == 'f')
-				walk_fields(w, p, d->first, d->n, depth + 1);
-			else
-				skip_val(w);
-		} while (!w->fail && peek(w, ','));
-		expect(w, '}');
-		return;
+		/* {"f": [...]} or null, as for REPEATED */
+		p = ws(p, e);
+		return at_null(p, e) ? p + 4 : walk_f(w, p, d->first, d->n, depth + 1);
 	}
-	mask_scalar(w, d);
+	return mask_scalar(w, p, d);
 }
 
-/* An "f" array at the cursor: cells in schema order. */
-static void walk_fields(struct jw *w, const struct mask_plan *p, int first, int n, int depth)
+/* An "f" array at <p>: the cells of nodes[first..first+n), in schema order. */
+static const char *walk_fields(struct jw *w, const char *p, int first, int n, int depth)
 {
-	int i = 0;
+	const struct pnode *d = &w->plan->nodes[first];
+	const char *e = w->e, *q;
+	int i = 0, r;
 
-	if (depth > MASK_MAX_DEPTH * 2) {
-		w->fail = 1;
-		return;
-	}
-	if (!expect(w, '['))
-		return;
-	if (peek(w, ']'))
-		return;
+	if (depth > MASK_MAX_DEPTH * 2 || !(p = eat(p, e, '[')))
+		return NULL;
+	if ((q = eat(p, e, ']')))
+		return q;
 	do {
-		const char *k;
-		size_t kl;
-
-		if (i >= n) {
-			w->fail = 1; /* more cells than fields: refuse, never guess */
-			return;
-		}
-		if (!expect(w, '{'))
-			return;
-		if (!peek(w, '}')) {
-			do {
-				if (!key(w, &k, &kl))
-					return;
-				if (kl == 1 && *k == 'v')
-					walk_value(w, p, &p->nodes[first + i], depth, 0);
-				else
-					skip_val(w);
-			} while (!w->fail && peek(w, ','));
-			expect(w, '}');
-		}
-		i++;
-	} while (!w->fail && peek(w, ','));
-	expect(w, ']');
+		if (i++ >= n)
+			return NULL; /* more cells than fields: refuse, never guess */
+		p = ws(p, e);
+		if (d->has_mask || !(q = plain_cell(p, e)))
+			q = walk_cell(w, p, d, depth, 0);
+		if (!(p = q))
+			return NULL;
+		d++;
+	} while ((r = sep(&p, e, ']')) == 1);
+	return r ? NULL : p;
 }
 
-long mask_rows(const struct mask_plan *plan, const char *json, size_t len, struct mask_buf *out)
+/* The "rows" array (or null) of a response body at <p>: each row as mask_row masks it. */
+static const char *walk_rows(struct jw *w, const char *p)
 {
-	struct jw w = { json, json + len, json, out, 0, 0, NULL, 0 };
-	const char *k;
+	const struct mask_plan *plan = w->plan;
+	const char *e = w->e, *q;
+	int r;
+
+	p = ws(p, e);
+	if (at_null(p, e))
+		return p + 4;
+	if (!(p = eat(p, e, '[')))
+		return NULL;
+	if ((q = eat(p, e, ']')))
+		return q;
+	do {
+		if (!(p = walk_f(w, p, plan->root_first, plan->root_n, 0)))
+			return NULL;
+	} while ((r = sep(&p, e, ']')) == 1);
+	return r ? NULL : p;
+}
+
+/* A response body {"rows": [...], ...} at <p>; every other key is skipped. */
+static const char *walk_body(struct jw *w, const char *p)
+{
+	const char *e = w->e, *k, *q;
 	size_t kl;
+	int r;
 
-	if (!expect(&w, '{'))
+	if (!(p = eat(p, e, '{')))
+		return NULL;
+	if ((q = eat(p, e, '}')))
+		return q;
+	do {
+		if (!(p = member(p, e, &k, &kl)))
+			return NULL;
+		if (kl == 4 && !memcmp(k, "rows", 4))
+			p = walk_rows(w, p);
+		else
+			p = skip_val(p, e);
+		if (!p)
+			return NULL;
+	} while ((r = sep(&p, e, '}')) == 1);
+	return r ? NULL : p;
+}
+
+/* Start a walk of json[0..len) appending to <out>: the output will be about the input's
+ * size, so room for that is made at once (when the bound allows) instead of by doubling. */
+static void jw_init(struct jw *w, const struct mask_plan *plan, const char *json, size_t len,
+		    struct mask_buf *out)
+{
+	*w = (struct jw){ json + len, json, out, plan, 0 };
+	if (out->len <= out->max && len <= out->max - out->len)
+		buf_room(out, len); /* may fail: then the walk fails where it needs the room */
+}
+
+/* End a walk that stopped at <p> (NULL: it failed): only whitespace may follow, and the
+ * input not copied yet goes out. On failure the output is cut back to <start>, so no part of
+ * a refused input is ever in it. */
+static long jw_end(struct jw *w, const char *p, size_t start)
+{
+	if (p)
+		p = ws(p, w->e);
+	if (!p || p != w->e || flush(w, w->e)) {
+		w->out->len = start;
 		return -1;
-	if (!peek(&w, '}')) {
-		do {
-			if (!key(&w, &k, &kl))
-				break;
-			if (kl == 4 && !memcmp(k, "rows", 4) && peek(&w, '[')) {
-				if (peek(&w, ']'))
-					continue;
-				do {
-					const char *rk;
-					size_t rkl;
-
-					if (!expect(&w, '{'))
-						break;
-					if (peek(&w, '}'))
-						continue;
-					do {
-						if (!key(&w, &rk, &rkl))
-							break;
-						if (rkl == 1 && *rk == 'f')
-							walk_fields(&w, plan, plan->root_first,
-								    plan->root_n, 0);
-						else
-							skip_val(&w);
-					} while (!w.fail && peek(&w, ','));
-					expect(&w, '}');
-				} while (!w.fail && peek(&w, ','));
-				expect(&w, ']');
-			} else {
-				skip_val(&w);
-			}
-		} while (!w.fail && peek(&w, ','));
-		expect(&w, '}');
 	}
-	ws(&w);
-	if (w.s != w.e)
-		w.fail = 1;
-	if (!w.fail)
-		jw_put(&w, w.copied, (size_t)(w.e - w.copied));
-	free(w.scratch);
-	return w.fail ? -1 : w.masked;
+	return w->masked;
 }
 
 long mask_row(const struct mask_plan *plan, const char *json, size_t len, struct mask_buf *out)
 {
-	struct jw w = { json, json + len, json, out, 0, 0, NULL, 0 };
-	const char *k;
-	size_t kl;
+	struct jw w;
+	size_t start = out->len;
 
-	if (expect(&w, '{') && !peek(&w, '}')) {
-		do {
-			if (!key(&w, &k, &kl))
-				break;
-			if (kl == 1 && *k == 'f')
-				walk_fields(&w, plan, plan->root_first, plan->root_n, 0);
-			else
-				skip_val(&w);
-		} while (!w.fail && peek(&w, ','));
-		expect(&w, '}');
-	}
-	ws(&w);
-	if (w.s != w.e)
-		w.fail = 1;
-	if (!w.fail)
-		jw_put(&w, w.copied, (size_t)(w.e - w.copied));
-	free(w.scratch);
-	return w.fail ? -1 : w.masked;
+	jw_init(&w, plan, json, len, out);
+	return jw_end(&w, walk_f(&w, json, plan->root_first, plan->root_n, 0), start);
+}
+
+long mask_rows(const struct mask_plan *plan, const char *json, size_t len, struct mask_buf *out)
+{
+	struct jw w;
+	size_t start = out->len;
+
+	jw_init(&w, plan, json, len, out);
+	return jw_end(&w, walk_body(&w, json), start);
 }

@@ -711,6 +711,8 @@ static int check_param(struct ctx *c, const struct qparam *q)
 		return qvalue(c, q, v, sizeof(v));
 	}
 	if (in_list(c->m->params, q->name)) {
+		if (!strcmp(q->name, "selectedFields"))
+			c->out->selected_fields = 1;
 		if (!strcmp(q->name, "location")) {
 			if ((rc = qvalue(c, q, c->out->location, sizeof(c->out->location))))
 				return rc;

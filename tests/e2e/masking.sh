@@ -101,6 +101,15 @@ check_contains "tabledata.list of the masked table returns rows" "$out" 'ROWS [{
 check "... masked by the table's schema: no clear value" never_clear tabledata "$out"
 check_contains "... the same masking as queries (email keeps its domain)" "$out" "XXXXX@${email#*@}"
 check_contains "... nested fields untouched unless masked" "$out" '"city":"Springfield"'
+out=$(ct_exec agent env NODE_EXTRA_CA_CERTS="$GATE_DIR/sluice-ca.pem" \
+  GOOGLE_APPLICATION_CREDENTIALS="$GATE_DIR/agent-key.json" NODE_PATH="$PWD/tests/node_modules" node -e '
+  const { BigQuery } = require("@google-cloud/bigquery");
+  new BigQuery({ projectId: "demo-project" }).dataset("crm").table("customers")
+    .getRows({ maxResults: 2, selectedFields: "email" })
+    .then(r => console.log("ROWS " + JSON.stringify(r[0])), e => console.log("refused " + e.message));' 2>&1)
+check_contains "tabledata.list of only a masked column (selectedFields) is refused" "$out" "refused"
+check_contains "... saying why" "$out" "selectedFields"
+check "... and no clear value leaked" never_clear selected "$out"
 # Which jobs an identity created through sluice survives a restart of sluiced.
 node_agent() { ct_exec agent env NODE_EXTRA_CA_CERTS="$GATE_DIR/sluice-ca.pem" \
   GOOGLE_APPLICATION_CREDENTIALS="$GATE_DIR/agent-key.json" NODE_PATH="$PWD/tests/node_modules" \

@@ -1,8 +1,8 @@
 /* mask_fuzz.c - libFuzzer driver of masking: any bytes as SQL are analyzed and rewritten
  * against a fixed rule (crm.customers: ssn sha256, address.street redact); a rewrite either
  * refuses or yields text that contains every byte outside the replaced references; the same
- * bytes as a row body go through mask_rows (must not crash; -1 or a body), and through the
- * content detectors. */
+ * bytes as a row body go through mask_rows and as one row through mask_row (must not crash;
+ * -1 with nothing appended, or the masked text), and through the content detectors. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +67,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort(); /* nothing masked: the text is unchanged */
 	}
 	if (mask_rows(plan, (const char *)data, size, &b) >= 0 && b.len < 2)
+		abort();
+	b.len = 0;
+	if (mask_row(plan, (const char *)data, size, &b) >= 0 ? b.len < 2 : b.len != 0)
 		abort();
 	free(b.p);
 	if ((copy = malloc(size + 1))) {

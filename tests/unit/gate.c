@@ -105,5 +105,20 @@ int main(void)
 	is_int(v.d.verdict, POLICY_APPROVE, "explain: CREATE OR REPLACE in crm needs approval");
 	gate_verdict_free(&v);
 	policy_free(prod);
+
+	/* tabledata.list of a masked table: rows masked by schema, never a column subset */
+	prod = policy_load("policies/pii-masking.json", err, sizeof(err));
+	if (!ok(prod != NULL, "pii-masking policy loads (%s)", err))
+		return tap_done();
+	is_int(call("GET", "/bigquery/v2/projects/demo-project/datasets/crm/tables/customers/data",
+		     &v), POLICY_ALLOW, "tabledata.list of a masked table: allowed");
+	ok(v.row_mask && v.schema_target, "... with its rows masked by the table's schema");
+	is_int(call("GET", "/bigquery/v2/projects/demo-project/datasets/crm/tables/customers/data"
+		    "?selectedFields=email", &v), POLICY_DENY, "... with selectedFields: refused");
+	ok(strstr(v.d.reason, "selectedFields"), "... saying why: %s", v.d.reason);
+	is_int(call("GET", "/bigquery/v2/projects/demo-project/datasets/crm/tables/customers/data"
+		    "?selected%46ields=email", &v), POLICY_DENY, "... however the name is escaped");
+	gate_verdict_free(&v);
+	policy_free(prod);
 	return tap_done();
 }

@@ -2,7 +2,9 @@
  * tests/data/mask/rewrite.cases (the bypass shapes: aliases, expressions, TO_JSON_STRING,
  * CTEs, joins, CTAS, views, wildcards, time travel, TABLESAMPLE, refusals), each routine per
  * type in SQL and in C (short strings, invalid emails, UTF-8), row masking with nested and
- * repeated RECORDs, and notes on the rewrite time and the row-masking rate. */
+ * repeated RECORDs and the shapes it refuses (escaped keys, odd column shapes, mismatched
+ * brackets, bad escapes), mask_row (one row, as mask_rows masks it, or nothing), and notes
+ * on the rewrite time and the row-masking rate. */
 #include <time.h>
 
 #include "mask.h"
@@ -313,6 +315,144 @@ static const char *SCHEMA =
 	"  {\"name\": \"kind\", \"type\": \"STRING\"}, {\"name\": \"number\", \"type\": \"STRING\"}]},"
 	"{\"name\": \"birth_date\", \"type\": \"DATE\"}]}";
 
+/* Two rows over SCHEMA and the same rows masked by the set in rows(). */
+#define ROW1 \
+	"{\"f\": [{\"v\": \"1\"}, {\"v\": \"123-45-6789\"}, {\"v\": {\"f\": [{\"v\": \"1 " \
+	"Main St\"}, {\"v\": \"Salem\"}]}}, {\"v\": [{\"v\": \"abc\"}]}, {\"v\": [{\"v\": " \
+	"{\"f\": [{\"v\": \"home\"}, {\"v\": \"555\"}]}}]}, {\"v\": \"1999-04-05\"}]}"
+#define ROW2 "{\"f\":[{\"v\":\"2\"},{\"v\":null},{\"v\":null},{\"v\":[]},{\"v\":[]},{\"v\":null}]}"
+#define MASKED1 \
+	"{\"f\": [{\"v\": \"1\"}, {\"v\": \"XXXXX6789\"}, {\"v\": {\"f\": [{\"v\": " \
+	"\"[redacted]\"}, {\"v\": \"Salem\"}]}}, {\"v\": [{\"v\": " \
+	"\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"}]}, {\"v\": " \
+	"[{\"v\": {\"f\": [{\"v\": \"home\"}, {\"v\": null}]}}]}, {\"v\": \"1999-01-01\"}]}"
+#define MASKED2 ROW2 /* its values are NULL */
+
+/* mask_row over a guarded copy of <row>, appended after "[" in the output; the output,
+ * NUL-terminated, into <got>. */
+static long row_masked(const struct mask_plan *p, const char *row, size_t max, char *got,
+		       size_t cap)
+{
+	struct mask_buf b = { malloc(1), 1, 1, max };
+	long n;
+
+	b.p[0] = '[';
+	n = mask_row(p, tap_guarded(row, strlen(row)), strlen(row), &b);
+	snprintf(got, cap, "%.*s", (int)b.len, b.p);
+	free(b.p);
+	return n;
+}
+
+/* mask_row: one row at a time, as mask_rows masks it inside a body, or nothing of it. */
+static void one_row(const struct mask_plan *p)
+{
+	static const struct { const char *row, *what; } bad[] = {
+		{ "", "empty" },
+		{ "  \n ", "whitespace only" },
+		{ "{\"f\":[{\"v\":\"1\"},{\"v\":\"123-45-6789\"}]", "cut short" },
+		{ "{\"f\":[{\"v\":\"1\"},{\"v\":\"123-45-6789\"", "cut inside the cells" },
+		{ ROW2 ",", "a comma after the row" },
+		{ ROW2 ROW2, "two rows" },
+		{ "[" ROW2 "]", "a rows array, not a row" },
+		{ "{\"f\":[{\"v\":\"1\"},{\"v\":\"2\"},{\"v\":null},{\"v\":[]},{\"v\":[]},"
+		  "{\"v\":null},{\"v\":\"extra\"}]}", "more cells than schema fields" },
+		{ "{\"\\u0066\":[{\"v\":\"1\"},{\"v\":\"123-45-6789\"}]}", "an escaped \"f\"" },
+		{ "{\"f\":[{\"v\":\"1\"},{\"v\":[\"123-45-6789\"]}]}", "a masked value in an array" },
+	};
+	char got[1024], deep[4096];
+	size_t i;
+
+	is_int(row_masked(p, ROW1, 1 << 20, got, sizeof(got)), 5, "mask_row: values of row 1");
+	is_str(got, "[" MASKED1, "mask_row: row 1 appended as mask_rows masks it");
+	is_int(row_masked(p, " \r\n\t" ROW2 "\n ", 1 << 20, got, sizeof(got)), 2,
+	       "mask_row: row 2 with whitespace around it (NULL leaves count)");
+	is_str(got, "[ \r\n\t" MASKED2 "\n ", "mask_row: whitespace kept");
+	is_int(row_masked(p, ROW1, sizeof(MASKED1) - 1, got, sizeof(got)), -1,
+	       "mask_row: output bound one byte short: -1");
+	is_str(got, "[", "mask_row: nothing of a refused row is appended");
+	is_int(row_masked(p, ROW1, sizeof(MASKED1), got, sizeof(got)), 5,
+	       "mask_row: output bound just enough");
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		long n = row_masked(p, bad[i].row, 1 << 20, got, sizeof(got));
+
+		ok(n == -1 && !strcmp(got, "["), "mask_row refuses %s, appending nothing", bad[i].what);
+	}
+
+	/* an unmasked value nested at the bound of skipped values, and one deeper */
+	for (i = 512; i <= 513; i++) {
+		size_t k, o = (size_t)snprintf(deep, sizeof(deep), "{\"f\":[{\"v\":");
+
+		for (k = 0; k < i; k++)
+			deep[o++] = '[';
+		for (k = 0; k < i; k++)
+			deep[o++] = ']';
+		snprintf(deep + o, sizeof(deep) - o, "}]}");
+		is_int(row_masked(p, deep, 1 << 20, got, sizeof(got)), i == 512 ? 0 : -1,
+		       "mask_row: an unmasked value nested %zu deep is %s", i,
+		       i == 512 ? "skipped" : "refused");
+	}
+}
+
+/* mask_rows over a guarded copy of <body> (an over-read crashes); the output, NUL-terminated,
+ * into <got> ("" when refused). */
+static long masked(const struct mask_plan *p, const char *body, char *got, size_t cap)
+{
+	struct mask_buf b = { NULL, 0, 0, 1 << 20 };
+	long n = mask_rows(p, tap_guarded(body, strlen(body)), strlen(body), &b);
+
+	snprintf(got, cap, "%.*s", n < 0 ? 0 : (int)b.len, b.p ? b.p : "");
+	free(b.p);
+	return n;
+}
+
+/* Shapes a client's parser could read differently from the walker, so that a value would
+ * go out unmasked: each is refused. Over SCHEMA (ssn last_four, address.street redact, tags
+ * sha256, phones.number nullify, birth_date date_year). */
+static void row_refusals(const struct mask_plan *p)
+{
+	static const struct { const char *body, *what; } bad[] = {
+		{ "{\"rows\":[{\"f\":[{\"v\":\"1\"},{\"\\u0076\":\"123-45-6789\"}]}]}",
+		  "a cell key with an escape (\"\\u0076\" is \"v\")" },
+		{ "{\"rows\":[{\"\\u0066\":[{\"v\":\"1\"},{\"v\":\"123-45-6789\"}]}]}",
+		  "a row key with an escape" },
+		{ "{\"r\\u006fws\":[{\"f\":[{\"v\":\"1\"},{\"v\":\"123-45-6789\"}]}]}",
+		  "a body key with an escape" },
+		{ "{\"rows\":{\"f\":[{\"v\":\"1\"},{\"v\":\"123-45-6789\"}]}}",
+		  "rows not an array" },
+		{ "{\"rows\":[{\"f\":[{\"v\":\"1\"},{\"v\":null},{\"v\":\"1 Main St\"}]}]}",
+		  "a masked RECORD that is a string" },
+		{ "{\"rows\":[{\"f\":[{\"v\":\"1\"},{\"v\":null},{\"v\":null},{\"v\":\"a\"}]}]}",
+		  "a masked REPEATED column that is a string" },
+		{ "{\"rows\":[{\"f\":[{\"v\":\"1\"},{\"v\":null},{\"v\":null},{\"v\":{}}]}]}",
+		  "a masked REPEATED column that is an object" },
+		{ "{\"rows\":[{\"f\":[{\"v\":\"1\"},{\"v\":123456789}]}]}",
+		  "a masked value that is a number" },
+		{ "{\"rows\":[{\"f\":[{\"v\":[1}}]}]}",
+		  "an unmasked value with mismatched brackets" },
+		{ "{\"kind\":{\"a\":[1}],\"rows\":[]}", "a body value with mismatched brackets" },
+		{ "{\"rows\":[{\"f\":[{\"v\":\"1\"},{\"v\":\"12345\\u00zz\"}]}]}",
+		  "a masked value with a bad \\u escape" },
+		{ "{\"rows\":[{\"f\":[{\"v\":\"1\"},{\"v\":\"12345\\u12\"}]}]}",
+		  "a masked value with a short \\u escape" },
+		{ "{\"rows\":[{\"f\":[{\"v\":\"1\"},{\"v\":\"123-45-6789\\\"}]}]}",
+		  "a masked value without its closing quote" },
+		{ "{\"rows\":[{\"f\":[{\"v\":\"1\"}]}] ,", "a trailing comma after the body" },
+	};
+	char got[512];
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		is_int(masked(p, bad[i].body, got, sizeof(got)), -1, "refused: %s", bad[i].what);
+
+	is_int(masked(p, "{\"rows\":[{\"f\":[{\"v\":\"1\"},{\"v\":\"ab\\ud83d\\ude00\\u00e9xyz\"}]}]}",
+		      got, sizeof(got)), 1, "escaped value masked");
+	is_str(got, "{\"rows\":[{\"f\":[{\"v\":\"1\"},{\"v\":\"XXXXX\xc3\xa9xyz\"}]}]}",
+	       "a surrogate pair is one character (last_four)");
+	is_int(masked(p, "{\"rows\":[{\"f\":[{\"v\":\"1\"},{\"v\":null},{\"v\":null},"
+		      "{\"v\":null},{\"v\":null}]}]}", got, sizeof(got)), 1,
+	       "null masked REPEATED and RECORD values pass");
+}
+
 /* Row masking with a hand-made set over SCHEMA. */
 static void rows(const struct mask_opts *o)
 {
@@ -328,19 +468,10 @@ static void rows(const struct mask_opts *o)
 	struct mask_plan *p = mask_plan_new(schema, &set, err, sizeof(err));
 	const char *in =
 		"{\"kind\": \"bigquery#tableDataList\", \"totalRows\": \"2\", \"rows\": ["
-		"{\"f\": [{\"v\": \"1\"}, {\"v\": \"123-45-6789\"}, {\"v\": {\"f\": [{\"v\": \"1 "
-		"Main St\"}, {\"v\": \"Salem\"}]}}, {\"v\": [{\"v\": \"abc\"}]}, {\"v\": [{\"v\": "
-		"{\"f\": [{\"v\": \"home\"}, {\"v\": \"555\"}]}}]}, {\"v\": \"1999-04-05\"}]},"
-		"{\"f\":[{\"v\":\"2\"},{\"v\":null},{\"v\":null},{\"v\":[]},{\"v\":[]},{\"v\":null}]}"
-		"], \"pageToken\": \"x\\\"}\"}";
+		ROW1 "," ROW2 "], \"pageToken\": \"x\\\"}\"}";
 	const char *want =
 		"{\"kind\": \"bigquery#tableDataList\", \"totalRows\": \"2\", \"rows\": ["
-		"{\"f\": [{\"v\": \"1\"}, {\"v\": \"XXXXX6789\"}, {\"v\": {\"f\": [{\"v\": "
-		"\"[redacted]\"}, {\"v\": \"Salem\"}]}}, {\"v\": [{\"v\": "
-		"\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"}]}, {\"v\": "
-		"[{\"v\": {\"f\": [{\"v\": \"home\"}, {\"v\": null}]}}]}, {\"v\": \"1999-01-01\"}]},"
-		"{\"f\":[{\"v\":\"2\"},{\"v\":null},{\"v\":null},{\"v\":[]},{\"v\":[]},{\"v\":null}]}"
-		"], \"pageToken\": \"x\\\"}\"}";
+		MASKED1 "," MASKED2 "], \"pageToken\": \"x\\\"}\"}";
 	struct mask_buf b = { NULL, 0, 0, 1 << 20 };
 	long n;
 
@@ -365,7 +496,10 @@ static void rows(const struct mask_opts *o)
 	b.len = 0;
 	b.max = 16;
 	is_int(mask_rows(p, in, strlen(in), &b), -1, "output bound: -1");
+	is_int(b.len, 0, "nothing of a refused body stays in the output");
 	free(b.p);
+	row_refusals(p);
+	one_row(p);
 
 	/* throughput: 1 masked column of 6, ~64 MB of rows */
 	{
