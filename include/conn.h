@@ -19,6 +19,7 @@
 #include "mask.h"
 #include "redirect.h"
 #include "resolve.h"
+#include "sockdiag.h"
 #include "tls.h"
 
 #define CLI 0
@@ -55,6 +56,8 @@ struct conn {
 	enum cstate st;
 	struct sluice_origin origin;
 	int have_origin;
+	struct sockdiag_sock agent_sock; /* the kernel's view of the agent's socket; cookie 0:
+					  * not known (no check, or no such socket) */
 	uint64_t netns, opened_ms, deadline, requests;
 	uint64_t active_ms;      /* last completion: buffers are given back after a quiet second */
 	int trimmed;

@@ -10,9 +10,11 @@
 #include "loop.h"
 
 struct conn;
+struct sockdiag;
 
-/* A new agent connection <fd> accepted on a listener living in netns <netns>. */
-void proxy_accepted(struct worker *w, int fd, uint64_t netns);
+/* A new agent connection <fd> accepted on a listener living in netns <netns>; <diag> is
+ * that namespace's sock_diag handle (NULL: the owner is not cross-checked). */
+void proxy_accepted(struct worker *w, int fd, uint64_t netns, struct sockdiag *diag);
 
 /* Completions. <res> is the syscall result; for receives, <data>/<len> is the data (valid
  * only during the call). */

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "listener.h"
+#include "sockdiag.h"
 
 #ifndef SO_NETNS_COOKIE
 #define SO_NETNS_COOKIE 71
@@ -90,6 +91,8 @@ static void *run_job(void *arg)
 	int nsfd;
 
 	j->out->fd4 = j->out->fd6 = -1;
+	j->out->diag = NULL;
+	j->out->diag_err[0] = '\0';
 	if (j->pid) {
 		snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)j->pid);
 		nsfd = open(path, O_RDONLY | O_CLOEXEC);
@@ -117,9 +120,14 @@ static void *run_job(void *arg)
 	}
 	j->rc = listener_netns_cookie(j->out->fd4 >= 0 ? j->out->fd4 : j->out->fd6,
 				      &j->out->netns_cookie);
-	if (j->rc)
+	if (j->rc) {
 		snprintf(j->err, j->errlen, "SO_NETNS_COOKIE: %s (needs Linux 5.14+)",
 			 strerror(-j->rc));
+		return NULL;
+	}
+	/* Created here, so that it asks about this namespace's sockets. */
+	j->out->diag = sockdiag_open(j->out->fd4 >= 0 ? j->out->fd4 : j->out->fd6,
+				     j->out->diag_err, sizeof(j->out->diag_err));
 	return NULL;
 }
 
@@ -136,12 +144,18 @@ int listener_open(pid_t pid, uint16_t port, struct listener *out, char *err, siz
 		return -rc;
 	}
 	pthread_join(t, NULL);
-	if (j.rc) {
-		if (out->fd4 >= 0)
-			close(out->fd4);
-		if (out->fd6 >= 0)
-			close(out->fd6);
-		out->fd4 = out->fd6 = -1;
-	}
+	if (j.rc)
+		listener_close(out);
 	return j.rc;
+}
+
+void listener_close(struct listener *l)
+{
+	if (l->fd4 >= 0)
+		close(l->fd4);
+	if (l->fd6 >= 0)
+		close(l->fd6);
+	l->fd4 = l->fd6 = -1;
+	sockdiag_close(l->diag);
+	l->diag = NULL;
 }

@@ -27,6 +27,7 @@
 struct lsock {
 	struct op op; /* accept; owner = this */
 	uint64_t netns;
+	struct sockdiag *diag; /* that namespace's sock_diag handle (the listener's), or NULL */
 };
 
 /* A call handed to a worker by another thread. */
@@ -200,6 +201,7 @@ static void take_listeners(struct worker *w)
 			s->op.fd = fds[j];
 			s->op.owner = s;
 			s->netns = w->pending[i].netns_cookie;
+			s->diag = w->pending[i].diag;
 			if (!worker_stopping(w))
 				arm_accept(w, s);
 		}
@@ -275,7 +277,8 @@ static void complete(struct worker *w, struct io_uring_cqe *cqe)
 			if (worker_stopping(w))
 				close(cqe->res);
 			else
-				proxy_accepted(w, cqe->res, ((struct lsock *)op->owner)->netns);
+				proxy_accepted(w, cqe->res, ((struct lsock *)op->owner)->netns,
+					       ((struct lsock *)op->owner)->diag);
 		} else if (cqe->res != -ECANCELED) {
 			log_debug("loop", "accept: %s", strerror(-cqe->res));
 		}

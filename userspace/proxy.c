@@ -37,6 +37,7 @@
 #include "proxy.h"
 #include "record.h"
 #include "respond.h"
+#include "sockdiag.h"
 #include "tlshello.h"
 
 static struct conn **head_of(struct worker *w)
@@ -632,14 +633,30 @@ static void record_open(struct conn *c)
 		inet_ntop(AF_INET, &c->origin.addr[12], ip, sizeof(ip));
 	else
 		inet_ntop(AF_INET6, c->origin.addr, ip, sizeof(ip));
-	conn_record(c, "conn_open", json_pack("{s:i, s:i, s:i, s:i, s:s, s:s, s:s, s:I, s:s, s:i}",
+	/* agent_sock: what the kernel's socket table said about the agent's socket */
+	conn_record(c, "conn_open", json_pack(
+		"{s:i, s:i, s:i, s:i, s:s, s:s, s:s, s:I, s:s, s:i, s:o}",
 		"pid", (int)c->origin.pid, "tgid", (int)c->origin.tgid, "uid", (int)c->origin.uid,
 		"gid", (int)c->origin.gid, "comm", c->origin.comm, "exe", exe, "cgroup", c->cgroup,
 		"netns_cookie", (json_int_t)c->origin.netns_cookie, "dst_addr", ip,
-		"dst_port", (int)c->origin.port));
+		"dst_port", (int)c->origin.port, "agent_sock", !c->agent_sock.cookie ? json_null() :
+		json_pack("{s:I, s:i}", "inode", (json_int_t)c->agent_sock.inode,
+			  "uid", (int)c->agent_sock.uid)));
 }
 
-void proxy_accepted(struct worker *w, int fd, uint64_t netns)
+/* The kernel's socket table must agree with the eBPF origin on who owns the agent's end
+ * (sockdiag.c). Returns 0, or -1 with the connection closing (fail closed). */
+static int owner_checked(struct conn *c, struct sockdiag *diag, int fd)
+{
+	if (!diag || !sockdiag_check_peer(diag, fd, c->origin.uid, c->origin.sock_cookie,
+					   &c->agent_sock, c->reason_buf, sizeof(c->reason_buf)))
+		return 0;
+	log_warn("proxy", "connection of pid %u (%s, uid %u) refused: %s", c->origin.tgid,
+		 c->origin.comm, c->origin.uid, c->reason_buf);
+	return -1;
+}
+
+void proxy_accepted(struct worker *w, int fd, uint64_t netns, struct sockdiag *diag)
 {
 	const struct loop_env *env = worker_env(w);
 	struct sockaddr_storage peer;
@@ -684,6 +701,12 @@ void proxy_accepted(struct worker *w, int fd, uint64_t netns)
 		return;
 	}
 	read_cgroup(c);
+	if (owner_checked(c, diag, fd)) {
+		record_open(c);
+		conn_close(c, c->reason_buf);
+		conn_pump(c);
+		return;
+	}
 	record_open(c);
 	c->deadline = c->opened_ms + (uint64_t)env->conf->handshake_timeout_ms;
 	if (!inspected_port(env->conf, c->origin.port))

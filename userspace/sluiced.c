@@ -63,6 +63,7 @@ struct daemon {
 	int n_old;
 	uint64_t netns_seen[SLUICE_NETNS_MAX];
 	int n_netns;
+	int no_sockdiag; /* sock_diag did not answer at start: owners are not cross-checked */
 };
 
 static void free_env(struct loop_env *env)
@@ -219,6 +220,11 @@ static void listen_for(struct daemon *d, pid_t pid)
 			return;
 	if (listener_open(pid, (uint16_t)d->conf->listen_port, &ln, err, sizeof(err))) {
 		log_warn("main", "no listener for process %d: %s", (int)pid, err);
+		return;
+	}
+	if (!ln.diag && !d->no_sockdiag) { /* fail closed: it works elsewhere, so it must here */
+		log_warn("main", "no listener for process %d: %s", (int)pid, ln.diag_err);
+		listener_close(&ln);
 		return;
 	}
 	if (d->n_netns < SLUICE_NETNS_MAX)
@@ -511,6 +517,12 @@ static int run(struct daemon *d, char *err, size_t errlen)
 		return -1;
 	if (listener_open(0, (uint16_t)d->conf->listen_port, &ln, err, errlen))
 		return -1;
+	d->no_sockdiag = !ln.diag;
+	if (d->no_sockdiag)
+		log_warn("main", "%s: accepted connections are not cross-checked with the kernel's "
+			 "socket table (only the eBPF origin vouches for them)", ln.diag_err);
+	else
+		log_info("main", "accepted connections are cross-checked with sock_diag");
 	if (stat("/proc/self/ns/net", &st) == 0)
 		d->netns_seen[d->n_netns++] = (uint64_t)st.st_ino;
 	redirect_clear_listeners(d->redirect);

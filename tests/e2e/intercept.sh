@@ -2,8 +2,9 @@
 # Description: the real data path. The real @google-cloud/bigquery client and the official
 # bq tool, unchanged, in a test container whose connections the eBPF redirect sends through
 # sluiced to the BigQuery stand-in; a process outside the enforced cgroup is not redirected;
-# with sluiced killed the agent's connections are refused, and a restarted sluiced serves
-# again without re-attaching. Needs root and cgroup v2.
+# sluiced cross-checks each connection's owner with the kernel's socket table (sock_diag) and
+# refuses one the eBPF origin disagrees with; with sluiced killed the agent's connections are
+# refused, and a restarted sluiced serves again without re-attaching. Needs root and cgroup v2.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/assert.sh
 . tests/lib/container.sh
@@ -35,6 +36,41 @@ check "stand-in saw the token exchange through sluiced" grep -q '"path":"/token"
 rec=$(gate_conns)
 check_contains "connection recorded with the agent's process" "$rec" '"comm":"node"'
 check_contains "... route intercept and SNI" "$rec" '"sni":"bigquery.googleapis.com","route":"intercept"'
+
+# The owner cross-check (sock_diag) is on the real path: each conn_open carries what the
+# kernel's socket table says about the agent's socket, and it agrees with the eBPF origin.
+conn_opens() { # the conn_open records: comm uid agent_sock.uid agent_sock.inode
+  cat "$GATE_DIR"/records/*/*.jsonl 2>/dev/null |
+    jq -r 'select(.type == "conn_open") | .data |
+           "\(.comm) \(.uid) \(.agent_sock.uid // "none") \(.agent_sock.inode // 0)"'
+}
+check_contains "sluiced cross-checks owners with sock_diag" "$(cat "$GATE_DIR/sluiced.log")" \
+  "cross-checked with sock_diag"
+opens=$(conn_opens | grep '^node ')
+check "the agent's connections were recorded (conn_open)" test -n "$opens"
+check_eq "... each with the kernel's view of its socket: same uid as eBPF's, an inode" \
+  "$(awk '$3 == "none" || $2 != $3 || $4 == 0' <<< "$opens")" ""
+# A non-root agent: the uid the kernel has for its socket is its own, not sluiced's.
+ct_exec agent setpriv --reuid=65534 --regid=65534 --clear-groups \
+  bash -c 'exec 3<>/dev/tcp/bigquery.googleapis.com/443; sleep 0.3' 2>/dev/null
+for i in $(seq 20); do conn_opens | grep -q '^bash 65534 ' && break; sleep 0.1; done
+check_contains "an agent running as uid 65534 is checked as uid 65534" "$(conn_opens)" \
+  "bash 65534 65534 "
+# A socket made by root and connected after dropping to uid 65534: eBPF records 65534, the
+# kernel says root owns the socket. Refused, and the record says why.
+refused=$(ct_exec agent perl -MSocket -MPOSIX -e '
+  socket(my $s, PF_INET, SOCK_STREAM, 0) or die "socket: $!";
+  POSIX::setgid(65534); POSIX::setuid(65534) or die "setuid: $!";
+  connect($s, pack_sockaddr_in(443, inet_aton("bigquery.googleapis.com"))) or die "connect: $!";
+  local $SIG{ALRM} = sub { print "still open\n"; exit 0 }; alarm 5;
+  syswrite($s, "\x16\x03\x01");  # the start of a ClientHello: sluiced waits for the rest
+  my $n = sysread($s, my $b, 1); print +($n // -1) <= 0 ? "closed\n" : "data\n";' 2>&1)
+check_eq "a socket whose owner disagrees with the redirect's record is closed" "$refused" closed
+for i in $(seq 20); do gate_conns | grep -q 'belongs to uid 0' && break; sleep 0.1; done
+check_contains "... the connection record says why" "$(gate_conns)" \
+  "\"reason\":\"sock_diag: the agent's socket belongs to uid 0, the redirect recorded uid 65534\""
+check_contains "... and so does sluiced's log" "$(cat "$GATE_DIR/sluiced.log")" \
+  "uid 65534) refused: sock_diag: the agent's socket belongs to uid 0"
 
 # The official bq tool (jobs.insert + getQueryResults).
 echo "agent-token" > "$GATE_DIR/bq-token"

@@ -13,6 +13,7 @@
 
 #include "listener.h"
 #include "redirect.h"
+#include "sockdiag.h"
 #include "tap.h"
 
 static int to_child[2], from_child[2];
@@ -115,6 +116,8 @@ int main(void)
 	struct listener l;
 	struct sluice_origin o;
 	struct sockaddr_storage peer;
+	struct sockdiag_sock ds;
+	char why[300] = "";
 	char cg2[256], dir[512], procs[600], err[512], pin[128], ip[64];
 	int fd, rc, status;
 
@@ -172,6 +175,10 @@ int main(void)
 	is_int(o.uid, 0, "uid");
 	is_str(o.comm, "redirect", "comm");
 	ok(o.netns_cookie == l.netns_cookie, "netns cookie");
+	ok(l.diag != NULL, "sock_diag handle in the child's netns (%s)", l.diag ? "ok" : l.diag_err);
+	ok(l.diag && sockdiag_check_peer(l.diag, fd, o.uid, o.sock_cookie, &ds, why,
+					 sizeof(why)) == 0,
+	   "the kernel's socket table agrees with the origin on uid and socket cookie (%s)", why);
 	is_int(redirect_origin(r, l.netns_cookie, (struct sockaddr *)&peer, &o), -ENOENT,
 	       "an origin is handed out once");
 	close(fd);
@@ -182,6 +189,9 @@ int main(void)
 	inet_ntop(AF_INET, &o.addr[12], ip, sizeof(ip));
 	ok(rc == 0 && !strcmp(ip, "203.0.113.8") && o.family == AF_INET,
 	   "mapped destination treated as IPv4 (%s)", ip);
+	ok(rc == 0 && sockdiag_check_peer(l.diag, fd, o.uid, o.sock_cookie, &ds, why,
+					  sizeof(why)) == 0,
+	   "... its IPv6 socket found by sock_diag with the IPv4 4-tuple (%s)", why);
 	if (fd >= 0)
 		close(fd);
 
@@ -191,6 +201,8 @@ int main(void)
 	inet_ntop(AF_INET6, o.addr, ip, sizeof(ip));
 	ok(rc == 0 && !strcmp(ip, "2001:db8::9") && o.port == 443 && o.family == AF_INET6,
 	   "IPv6 origin recovered on the ::1 listener (%s)", ip);
+	ok(rc == 0 && sockdiag_check_peer(l.diag, fd, o.uid, o.sock_cookie, &ds, why,
+					  sizeof(why)) == 0, "... and checked by sock_diag (%s)", why);
 	if (fd >= 0)
 		close(fd);
 
@@ -205,8 +217,7 @@ int main(void)
 	ok(fd >= 0, "... to the listener");
 	if (fd >= 0)
 		close(fd);
-	close(l.fd4);
-	close(l.fd6);
+	listener_close(&l);
 	is_int(ask('c'), ECONNREFUSED, "listener gone: connect refused, never direct");
 
 	ok(redirect_detach_all(pin, err, sizeof(err)) == 0, "detach removes the pins");
