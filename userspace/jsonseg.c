@@ -339,6 +339,7 @@ int jsonseg_next(struct jsonseg *s, const char *buf, size_t len, int eof,
 			if (c != ':')
 				return fail(why, "':' was expected after a JSON key");
 			s->state = S_VALUE;
+			s->strict = strict(s); /* once per member, not per element */
 			break;
 		case S_VALUE:
 		case S_ELEM:
@@ -353,7 +354,7 @@ int jsonseg_next(struct jsonseg *s, const char *buf, size_t len, int eof,
 				break;
 			}
 			if (c == '{' || c == '[') {
-				if (strict(s) && (s->state == S_VALUE || c != '{'))
+				if (s->strict && (s->state == S_VALUE || c != '{'))
 					return fail(why, "table rows were not an array of objects");
 				if (s->pos > s->start)
 					return glue(s, s->pos, part);
@@ -364,7 +365,7 @@ int jsonseg_next(struct jsonseg *s, const char *buf, size_t len, int eof,
 				s->pos++;
 				goto in_part;
 			}
-			if (strict(s) && !(s->state == S_VALUE && c == 'n'))
+			if (s->strict && !(s->state == S_VALUE && c == 'n'))
 				return fail(why, "table rows were not an array of objects");
 			if (c == '"') {
 				s->in_str = 1;
