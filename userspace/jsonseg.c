@@ -103,39 +103,44 @@ static int fail(const char **why, const char *msg)
 
 /* One block of 64 bytes as bit masks (bit i: byte i). */
 struct block {
-	uint64_t quote, bslash, open, close; /* '"', '\\', '{' or '[', '}' or ']' */
+	uint64_t quote, bslash, bracket; /* '"', '\\', and '{' '[' '}' ']' */
 };
 
-/* Classify the 64 bytes at <p> (all readable). */
+/* Classify the 64 bytes at <p> (all readable). The brackets are one mask: byte & 2 tells an
+ * opening one from a closing one. Moving masks out of vectors is what limits this loop, so
+ * backslashes, rare, are looked for in all 64 bytes at once first. */
 static inline void classify(const char *p, struct block *b)
 {
 #if defined(__SSE2__) && !defined(JSONSEG_PORTABLE)
 	const __m128i q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\');
 	const __m128i lc = _mm_set1_epi8(0x20), op = _mm_set1_epi8('{'), cl = _mm_set1_epi8('}');
+	__m128i e[4], any = _mm_setzero_si128();
 	int i;
 
-	memset(b, 0, sizeof(*b));
+	b->quote = b->bslash = b->bracket = 0;
 #pragma GCC unroll 4
-	for (i = 0; i < 64; i += 16) {
-		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+	for (i = 0; i < 4; i++) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * i));
 		__m128i f = _mm_or_si128(v, lc); /* '[' ']' fold onto '{' '}', nothing else does */
 
-		b->quote |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, q)) << i;
-		b->bslash |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, bs)) << i;
-		b->open |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(f, op)) << i;
-		b->close |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(f, cl)) << i;
+		b->quote |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, q)) << 16 * i;
+		b->bracket |= (uint64_t)(unsigned)_mm_movemask_epi8(
+			_mm_or_si128(_mm_cmpeq_epi8(f, op), _mm_cmpeq_epi8(f, cl))) << 16 * i;
+		any = _mm_or_si128(any, e[i] = _mm_cmpeq_epi8(v, bs));
 	}
+	if (_mm_movemask_epi8(any))
+		for (i = 0; i < 4; i++)
+			b->bslash |= (uint64_t)(unsigned)_mm_movemask_epi8(e[i]) << 16 * i;
 #else
 	int i;
 
-	memset(b, 0, sizeof(*b));
+	b->quote = b->bslash = b->bracket = 0;
 	for (i = 0; i < 64; i++) {
 		unsigned char c = (unsigned char)p[i] | 0x20;
 
 		b->quote |= (uint64_t)(p[i] == '"') << i;
 		b->bslash |= (uint64_t)(p[i] == '\\') << i;
-		b->open |= (uint64_t)(c == '{') << i;
-		b->close |= (uint64_t)(c == '}') << i;
+		b->bracket |= (uint64_t)(c == '{' || c == '}') << i;
 	}
 #endif
 }
@@ -187,12 +192,12 @@ static int scan_block(struct jsonseg *s, const char *buf, const char **why)
 	instr = prefix_xor(b.quote & ~esc) ^ (s->in_str ? ~0ull : 0);
 	if (b.bslash & ~instr)
 		return 2;
-	br = (b.open | b.close) & ~instr;
+	br = b.bracket & ~instr;
 	while (br) {
 		unsigned k = (unsigned)__builtin_ctzll(br);
 
 		br &= br - 1;
-		if (b.open >> k & 1) {
+		if (buf[s->pos + k] & 2) { /* '{' 0x7b and '[' 0x5b; '}' 0x7d and ']' 0x5d */
 			if (++depth > JSONSEG_MAX_DEPTH)
 				return fail(why, "JSON nested too deeply");
 		} else if (--depth == s->part_depth) {
