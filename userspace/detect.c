@@ -530,7 +530,9 @@ struct lookback {
  * three digits after a byte that is not one, and a separator (SSN, NANP phone); 13 bytes that
  * are digits or a separator after one, from a digit after a byte that is not one (card); two
  * capitals, after a byte that is neither a capital nor a digit, and a digit (IBAN). <lb>
- * holds the previous block's masks, and takes this one's. */
+ * holds the previous block's masks, and takes this one's. A matcher that comes to accept
+ * more must keep each finding holding one of these (and within possible()'s counts), or
+ * findings will be skipped; change tests/fuzz/ref/detect_ref.c with it, and fuzz. */
 static inline uint64_t candidates(const struct dblock *b, unsigned enabled, struct lookback *lb)
 {
 	uint64_t d = b->digit, u = b->upper;
