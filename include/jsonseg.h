@@ -34,6 +34,7 @@ struct jsonseg {
 	size_t start;                 /* where the current part began */
 	size_t str_start;             /* where the glue string being scanned began */
 	int state, depth, part_depth, in_str, esc, in_part;
+	int strict;                   /* the current member is strict_key's */
 	enum jsonseg_kind kind;
 	char key[JSONSEG_KEY_MAX];    /* the current top-level key, cut to fit */
 	size_t key_len;

@@ -2,8 +2,19 @@
  *
  * Outside parts a small state machine follows the top-level object's grammar (keys, colons,
  * commas, scalars); inside a part only strings and bracket depth matter, which is all it
- * takes to find where the part ends. What a part holds is checked by whoever handles it. */
+ * takes to find where the part ends. What a part holds is checked by whoever handles it.
+ *
+ * Inside a part, 64 bytes at a time (the way simdjson finds strings): bit masks of the quotes,
+ * backslashes and brackets; the escaped bytes from the backslash runs; the bytes inside
+ * strings as the prefix XOR of the unescaped quotes; then only the brackets outside strings
+ * are visited. The byte-at-a-time loop takes the last bytes of the input, and any block with
+ * a backslash outside a string (not JSON, where the two readings could differ). Both keep the
+ * same state (in_str, esc, depth), so a document may arrive in pieces of any size. */
+#include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "jsonseg.h"
 
@@ -20,15 +31,41 @@ enum state {
 	S_END,       /* after the document's '}' */
 };
 
-static int is_ws(char c)
+/* Byte classes of the glue scan: one table lookup per byte. */
+#define C_WS 1      /* JSON whitespace */
+#define C_SCALAR 2  /* may be part of a number or literal */
+#define C_STR 4     /* stops a run of string bytes: '"' '\\' */
+
+static const unsigned char cls[256] = {
+	[' '] = C_WS, ['\n'] = C_WS, ['\r'] = C_WS, ['\t'] = C_WS,
+	['0' ... '9'] = C_SCALAR, ['a' ... 'z'] = C_SCALAR, ['-'] = C_SCALAR, ['+'] = C_SCALAR,
+	['.'] = C_SCALAR, ['E'] = C_SCALAR, ['"'] = C_STR, ['\\'] = C_STR,
+};
+
+#define ONES 0x0101010101010101ull
+
+/* The zero bytes of <v> flagged by their top bit; exact up to the first zero byte. */
+static inline uint64_t zero_bytes(uint64_t v)
 {
-	return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+	return (v - ONES) & ~v & (ONES * 0x80);
 }
 
-static int is_scalar(char c)
+/* The first '"' or '\\' in buf[pos, len), or len; eight bytes at a time (as in mask.c). */
+static inline size_t str_stop(const char *buf, size_t pos, size_t len)
 {
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || c == '-' || c == '+' ||
-	       c == '.' || c == 'E';
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	for (; len - pos >= 8; pos += 8) {
+		uint64_t v, m;
+
+		memcpy(&v, buf + pos, 8);
+		m = zero_bytes(v ^ (ONES * '"')) | zero_bytes(v ^ (ONES * '\\'));
+		if (m)
+			return pos + ((unsigned)__builtin_ctzll(m) >> 3);
+	}
+#endif
+	while (pos < len && !(cls[(unsigned char)buf[pos]] & C_STR))
+		pos++;
+	return pos;
 }
 
 void jsonseg_init(struct jsonseg *s, size_t limit, const char *strict_key)
@@ -64,12 +101,139 @@ static int fail(const char **why, const char *msg)
 	return -1;
 }
 
+/* One block of 64 bytes as bit masks (bit i: byte i). */
+struct block {
+	uint64_t quote, bslash, bracket; /* '"', '\\', and '{' '[' '}' ']' */
+};
+
+/* Classify the 64 bytes at <p> (all readable). The brackets are one mask: byte & 2 tells an
+ * opening one from a closing one. Moving masks out of vectors is what limits this loop, so
+ * backslashes, rare, are looked for in all 64 bytes at once first. */
+static inline void classify(const char *p, struct block *b)
+{
+#if defined(__SSE2__) && !defined(JSONSEG_PORTABLE)
+	const __m128i q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\');
+	const __m128i lc = _mm_set1_epi8(0x20), op = _mm_set1_epi8('{'), cl = _mm_set1_epi8('}');
+	__m128i e[4], any = _mm_setzero_si128();
+	int i;
+
+	b->quote = b->bslash = b->bracket = 0;
+#pragma GCC unroll 4
+	for (i = 0; i < 4; i++) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * i));
+		__m128i f = _mm_or_si128(v, lc); /* '[' ']' fold onto '{' '}', nothing else does */
+
+		b->quote |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, q)) << 16 * i;
+		b->bracket |= (uint64_t)(unsigned)_mm_movemask_epi8(
+			_mm_or_si128(_mm_cmpeq_epi8(f, op), _mm_cmpeq_epi8(f, cl))) << 16 * i;
+		any = _mm_or_si128(any, e[i] = _mm_cmpeq_epi8(v, bs));
+	}
+	if (_mm_movemask_epi8(any))
+		for (i = 0; i < 4; i++)
+			b->bslash |= (uint64_t)(unsigned)_mm_movemask_epi8(e[i]) << 16 * i;
+#else
+	int i;
+
+	b->quote = b->bslash = b->bracket = 0;
+	for (i = 0; i < 64; i++) {
+		unsigned char c = (unsigned char)p[i] | 0x20;
+
+		b->quote |= (uint64_t)(p[i] == '"') << i;
+		b->bslash |= (uint64_t)(p[i] == '\\') << i;
+		b->bracket |= (uint64_t)(c == '{' || c == '}') << i;
+	}
+#endif
+}
+
+/* The bytes escaped by a backslash, given the backslashes <bs> of a block and *carry (1 when
+ * its first byte is escaped by the previous block's last backslash; set for the next block),
+ * reading every backslash as if in a string. An odd run escapes the byte after it; the
+ * subtraction tells runs that start on even bits from those that start on odd ones
+ * (simdjson's json_escape_scanner). */
+static inline uint64_t escaped_bytes(uint64_t bs, int *carry)
+{
+	const uint64_t odd = 0xAAAAAAAAAAAAAAAAull;
+	uint64_t in = (uint64_t)*carry, pot, code;
+
+	if (!bs) {
+		*carry = 0;
+		return in;
+	}
+	pot = bs & ~in; /* a backslash escaped by the previous block escapes nothing */
+	code = (((pot << 1) | odd) - pot) ^ odd;
+	*carry = (int)((code & bs) >> 63); /* the block's last byte escapes the next */
+	return code ^ (bs | in);
+}
+
+/* Bit i set when an odd number of bits 0..i of <x> are set. */
+static inline uint64_t prefix_xor(uint64_t x)
+{
+	x ^= x << 1;
+	x ^= x << 2;
+	x ^= x << 4;
+	x ^= x << 8;
+	x ^= x << 16;
+	x ^= x << 32;
+	return x;
+}
+
+/* Scan the 64 bytes at buf[s->pos] inside a part. Returns 1 when the part ended in them
+ * (s->pos just past it), 0 when they are scanned (s->pos 64 further), -1 on an error, and 2
+ * when a backslash stands outside a string: the caller scans these bytes one at a time. */
+static int scan_block(struct jsonseg *s, const char *buf, const char **why)
+{
+	struct block b;
+	uint64_t esc, instr, br;
+	int carry = s->esc, depth = s->depth;
+
+	classify(buf + s->pos, &b);
+	esc = escaped_bytes(b.bslash, &carry);
+	/* a string's opening quote and bytes, up to and not including its closing quote */
+	instr = prefix_xor(b.quote & ~esc) ^ (s->in_str ? ~0ull : 0);
+	if (b.bslash & ~instr)
+		return 2;
+	br = b.bracket & ~instr;
+	while (br) {
+		unsigned k = (unsigned)__builtin_ctzll(br);
+
+		br &= br - 1;
+		if (buf[s->pos + k] & 2) { /* '{' 0x7b and '[' 0x5b; '}' 0x7d and ']' 0x5d */
+			if (++depth > JSONSEG_MAX_DEPTH)
+				return fail(why, "JSON nested too deeply");
+		} else if (--depth == s->part_depth) {
+			s->depth = depth;
+			s->pos += k + 1;
+			s->in_str = 0;
+			s->esc = 0;
+			s->in_part = 0;
+			return 1;
+		}
+	}
+	s->depth = depth;
+	s->pos += 64;
+	s->in_str = (int)(instr >> 63);
+	s->esc = carry;
+	return 0;
+}
+
 /* Scan a part from s->pos; 1 when it ended (s->pos just past it), 0 at the end of input. */
 static int scan_part(struct jsonseg *s, const char *buf, size_t len, const char **why)
 {
-	while (s->pos < len) {
-		char c = buf[s->pos++];
+	size_t slow = 0; /* one byte at a time up to here */
 
+	while (s->pos < len) {
+		char c;
+
+		if (s->pos >= slow && len - s->pos >= 64) {
+			int rc = scan_block(s, buf, why);
+
+			if (rc == 2)
+				slow = s->pos + 64;
+			else if (rc)
+				return rc;
+			continue;
+		}
+		c = buf[s->pos++];
 		if (s->in_str) {
 			if (s->esc)
 				s->esc = 0;
@@ -122,6 +286,12 @@ int jsonseg_next(struct jsonseg *s, const char *buf, size_t len, int eof,
 		char c = buf[s->pos];
 
 		if (s->in_str) { /* a glue string: a key, a member's value or an element */
+			if (!s->esc && s->state != S_COLON) { /* not a key: skip to '"' or '\\' */
+				s->pos = str_stop(buf, s->pos, len);
+				if (s->pos == len)
+					break;
+				c = buf[s->pos];
+			}
 			s->pos++;
 			if (s->esc) {
 				s->esc = 0;
@@ -138,13 +308,14 @@ int jsonseg_next(struct jsonseg *s, const char *buf, size_t len, int eof,
 			continue;
 		}
 		if (s->state == S_SCALAR || s->state == S_ESCALAR) {
-			if (is_scalar(c)) {
-				s->pos++;
+			if (cls[(unsigned char)c] & C_SCALAR) {
+				while (++s->pos < len && cls[(unsigned char)buf[s->pos]] & C_SCALAR)
+					;
 				continue;
 			}
 			s->state = s->state == S_SCALAR ? S_AFTER : S_ELEM_AFTER;
 		}
-		if (is_ws(c)) {
+		if (cls[(unsigned char)c] & C_WS) {
 			s->pos++;
 			continue;
 		}
@@ -173,6 +344,7 @@ int jsonseg_next(struct jsonseg *s, const char *buf, size_t len, int eof,
 			if (c != ':')
 				return fail(why, "':' was expected after a JSON key");
 			s->state = S_VALUE;
+			s->strict = strict(s); /* once per member, not per element */
 			break;
 		case S_VALUE:
 		case S_ELEM:
@@ -187,7 +359,7 @@ int jsonseg_next(struct jsonseg *s, const char *buf, size_t len, int eof,
 				break;
 			}
 			if (c == '{' || c == '[') {
-				if (strict(s) && (s->state == S_VALUE || c != '{'))
+				if (s->strict && (s->state == S_VALUE || c != '{'))
 					return fail(why, "table rows were not an array of objects");
 				if (s->pos > s->start)
 					return glue(s, s->pos, part);
@@ -198,13 +370,13 @@ int jsonseg_next(struct jsonseg *s, const char *buf, size_t len, int eof,
 				s->pos++;
 				goto in_part;
 			}
-			if (strict(s) && !(s->state == S_VALUE && c == 'n'))
+			if (s->strict && !(s->state == S_VALUE && c == 'n'))
 				return fail(why, "table rows were not an array of objects");
 			if (c == '"') {
 				s->in_str = 1;
 				s->str_start = s->pos;
 				s->state = s->state == S_VALUE ? S_AFTER : S_ELEM_AFTER;
-			} else if (is_scalar(c)) {
+			} else if (cls[(unsigned char)c] & C_SCALAR) {
 				s->state = s->state == S_VALUE ? S_SCALAR : S_ESCALAR;
 			} else {
 				return fail(why, "a JSON value was expected");

@@ -46,6 +46,7 @@ int main(void)
 		{ "order A123-45-6789x and id 12345", "order A123-45-6789x and id 12345", 0 },
 		{ "version 1.2.3 at 2024-01-02", "version 1.2.3 at 2024-01-02", 0 },
 		{ "not@mail and a@b", "not@mail and a@b", 0 },
+		{ "to first_last@example.com", "to XXXXX_XXXX@example.com", DETECT_EMAIL },
 	};
 	size_t i;
 	unsigned f;
@@ -71,6 +72,57 @@ int main(void)
 	ok(rep.refuse && !strcmp(json, "{\"e\":\"bad 123-45-6789\"}"), "refuse: flagged, not changed");
 	memset(&rep, 0, sizeof(rep));
 	is_int(detect_json((char[]){ "{\"a\":\"x" }, 7, &MASK_ALL, &rep), -1, "unterminated: -1");
+	{
+		/* findings at every offset of long strings: as detect_text finds them in each */
+		static const char *const body[] = {
+			"mail alice.smith@example.com now", "card 4111-1111-1111-1111.",
+			"ssn 123-45-6789", "call +44 20 7183 8750", "call (415) 555-2671",
+			"call 415.555.2671", "iban GB82 WEST 1234 5698 7654 32 ok",
+			"iban NL91 ABNA 0417 1643 00",
+			"ssn 123-45-6789, card 4111 1111 1111 1111 at +1-555-0100",
+			"a\\\" \\\\ bob_b@example.org \\\"GB82 WEST 1234 5698 7654 32\\\\",
+		};
+		char doc[512], want[512], text[256];
+		int k, good = 1, ntext, njson;
+		size_t b;
+
+		for (b = 0; b < sizeof(body) / sizeof(body[0]); b++)
+			for (k = 0; k < 150 && good; k++) {
+				struct detect_report r2;
+
+				snprintf(text, sizeof(text), "%*s%s", k, "", body[b]);
+				memset(&rep, 0, sizeof(rep));
+				ntext = detect_text(text, strlen(text), &MASK_ALL, &rep);
+				snprintf(want, sizeof(want), "{\"x\": 1, \"s\": \"%s\", \"t\": \"%s\"}",
+					 text, text);
+				snprintf(text, sizeof(text), "%*s%s", k, "", body[b]);
+				snprintf(doc, sizeof(doc), "{\"x\": 1, \"s\": \"%s\", \"t\": \"%s\"}",
+					 text, text);
+				memset(&r2, 0, sizeof(r2));
+				njson = detect_json(doc, strlen(doc), &MASK_ALL, &r2);
+				if (njson != 2 * ntext || strcmp(doc, want) || r2.found != rep.found) {
+					printf("# offset %d: %d findings, want %d: %s\n", k, njson, 2 * ntext,
+					       doc);
+					good = 0;
+				}
+			}
+		ok(good, "JSON: findings at every offset, escapes and block edges included");
+	}
+	{
+		char doc[300];
+
+		snprintf(doc, sizeof(doc), "{\"a\": \\\"x\", \"b\": [%s], \"c\": \"call 415-555-2671\"}",
+			 "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20");
+		memset(&rep, 0, sizeof(rep));
+		is_int(detect_json(doc, strlen(doc), &MASK_ALL, &rep), 1,
+		       "not JSON (a backslash outside strings): strings still scanned");
+		ok(strstr(doc, "call XXX-XXX-XXXX"), "... and masked");
+		snprintf(doc, sizeof(doc), "{\"a\": \"123-45-6789\", \"b\": \"%s",
+			 "0123456789012345678901234567890123456789012345678901234567890123456789");
+		memset(&rep, 0, sizeof(rep));
+		is_int(detect_json(doc, strlen(doc), &MASK_ALL, &rep), -1, "long and unterminated: -1");
+		ok(strstr(doc, "XXX-XX-XXXX") && rep.count[2] == 1, "... after the strings before it");
+	}
 	{
 		size_t n = 32u << 20, o = 0;
 		char *big = malloc(n);

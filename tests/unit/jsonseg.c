@@ -10,6 +10,14 @@
 	"{\"f\": [{\"v\": null}]} ,{\"f\":[]}], \"pageToken\": \"t{[\", \"n\": -1.5e3, " \
 	"\"ok\": true, \"jobs\": [[1, 2], \"s\", 3]}"
 
+/* Rows longer than the segmenter's 64-byte blocks, with escapes, backslash runs and brackets
+ * in strings on both sides of block edges. */
+#define ROW "{\"f\": [{\"v\": \"a \\\"quoted\\\" ]} value with a backslash run \\\\\\\\\"}, " \
+	"{\"v\": [{\"v\": \"[[{{\"}, {\"v\": \"x\\\\\"}]}, {\"v\": null}, " \
+	"{\"v\": \"0123456789012345678901234567890123456789012345678901234567890123\\\"\"}]}"
+#define LONGDOC "{\"kind\": \"bigquery#tableDataList\", \"rows\": [" ROW ", " ROW ",\n " ROW \
+	"], \"pageToken\": \"\\\\}\"}"
+
 struct seen {
 	char text[4096], kinds[64], keys[512];
 	size_t len;
@@ -101,6 +109,25 @@ int main(void)
 		}
 	}
 	ok(parts_ok, "every part holds whole strings");
+
+	feed(LONGDOC, 1 << 20, 1 << 20, "rows", &a);
+	is_int(a.rc, 0, "long rows: scanned to the end");
+	ok(a.len == strlen(LONGDOC) && !memcmp(a.text, LONGDOC, a.len),
+	   "long rows: the parts are the document");
+	is_str(a.keys, "rows|rows|rows|", "long rows: three rows, whatever is in their strings");
+	for (same = 1, step = 1; step < 300 && same; step++) {
+		feed(LONGDOC, step, 1 << 20, "rows", &b);
+		if (!(b.rc == 0 && b.len == a.len && !memcmp(a.text, b.text, a.len) &&
+		      !strcmp(a.keys, b.keys))) {
+			printf("# step %zu: rc %d len %zu keys %s\n", step, b.rc, b.len, b.keys);
+			same = 0;
+		}
+	}
+	ok(same, "long rows fed 1 to 299 bytes at a time: the same parts");
+	feed(LONGDOC, 100, strlen(ROW) - 1, "rows", &b);
+	is_int(b.rc, -1, "long rows: one byte over the bound is refused");
+	feed(LONGDOC, 100, strlen(ROW), "rows", &b);
+	is_int(b.rc, 0, "long rows: a row the size of the bound is not");
 
 	feed("[1, 2]", 3, 1024, NULL, &b);
 	is_int(b.rc, -1, "not an object: refused");
