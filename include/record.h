@@ -116,6 +116,9 @@ int rec_stream_cgid(const char *stream, uint64_t *cgid);
  * Returns it (EVP_PKEY_free) or NULL with <err>. */
 struct evp_pkey_st *rec_load_private(const char *path, char *err, size_t errlen);
 
+/* SHA-256 of p[0..n) into <out> (the digest is fetched once, not on every call). */
+void rec_sha256(const void *p, size_t n, unsigned char out[32]);
+
 /* Lowercase hex of <n> bytes into <out> (2n + 1 bytes). */
 void rec_hex(const unsigned char *p, size_t n, char *out);
 

@@ -9,9 +9,10 @@
  * <dir>/<stream>/head.json         a copy of the stream's latest durable checkpoint line
  *
  * Each record is one line: BODY with ',"hash":"<64 hex>"}' put in place of BODY's final '}',
- * then '\n'. BODY is the record without "hash", serialized by jansson with JSON_COMPACT |
- * JSON_SORT_KEYS | JSON_ENSURE_ASCII (so it is pure ASCII, and "hash" is always the last
- * member). Its members, in this (sorted) order:
+ * then '\n'. BODY is the record without "hash", serialized as jansson's json_dumps with
+ * JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII writes it (so it is pure ASCII, and
+ * "hash" is always the last member; recjson.c writes those bytes, the verifier checks them
+ * with jansson). Its members, in this (sorted) order:
  *   "data"    the payload object ({} when none)
  *   "prev"    the "hash" of the previous record of the stream (64 zeros for seq 1)
  *   "seq"     1, 2, 3... per stream, continuing across segments
@@ -70,6 +71,7 @@
 
 #include "log.h"
 #include "record.h"
+#include "recjson.h"
 
 /* Paths are <dir> (checked at open to leave room) + a stream id (< REC_STREAM_MAX) + a short
  * file name: they fit in PATH_MAX, which gcc cannot see through the buffers. */
@@ -85,7 +87,8 @@ struct rec_item {
 	uint64_t cgid;
 	char type[32];
 	char time[40];
-	json_t *data;
+	char *data;                  /* the payload's canonical JSON text, made by rec_submit */
+	size_t data_len;
 	rec_done_fn done;
 	void *arg;
 };
@@ -106,7 +109,8 @@ struct rec_stream {
 	int dirty;                   /* written since the last fsync */
 	int clean;                   /* the last record is a shutdown checkpoint */
 	char *head;                  /* checkpoint line to put in head.json after the fsync */
-	json_t *recovery;            /* recovery record not written yet (no space at open) */
+	char *recovery;              /* recovery record's data not written yet (no space at open) */
+	size_t recovery_len;
 };
 
 struct rec {
@@ -126,6 +130,7 @@ struct rec {
 	struct rec_item *pend, **pend_t;     /* written, waiting for the fsync */
 	struct timespec unsynced_since;
 	int unsynced;
+	struct recjson_buf line;             /* the line being built (writer only) */
 };
 
 static struct rec *default_store;
@@ -174,16 +179,51 @@ static int unhex32(const char *s, unsigned char out[32])
 	return 0;
 }
 
-/* "YYYY-MM-DDTHH:MM:SS.uuuuuuZ" for now into <out> (40 bytes). */
+/* "YYYY-MM-DDTHH:MM:SS.uuuuuuZ" for now into <out> (40 bytes). The part up to the second is
+ * formatted once a second per thread: every record takes the time. */
 static void now_str(char *out)
 {
+	static __thread time_t sec = -1;
+	static __thread char head[32];
+	static __thread size_t head_len;
 	struct timespec ts;
 	struct tm tm;
+	long us;
+	int i;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	snprintf(out, 40, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000);
+	if (ts.tv_sec != sec) {
+		gmtime_r(&ts.tv_sec, &tm);
+		head_len = (size_t)snprintf(head, sizeof(head), "%04d-%02d-%02dT%02d:%02d:%02d",
+					    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+					    tm.tm_min, tm.tm_sec);
+		sec = ts.tv_sec;
+	}
+	memcpy(out, head, head_len);
+	out += head_len;
+	*out++ = '.';
+	for (i = 5, us = ts.tv_nsec / 1000; i >= 0; i--, us /= 10)
+		out[i] = (char)('0' + us % 10);
+	out[6] = 'Z';
+	out[7] = '\0';
+}
+
+/* SHA-256 with the digest fetched once: SHA256() looks the algorithm up in the provider
+ * store on every call (OpenSSL 3), which costs as much as hashing a small record. */
+static EVP_MD *sha256_md;
+
+static void sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+void rec_sha256(const void *p, size_t n, unsigned char out[32])
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, sha256_fetch);
+	if (!sha256_md || !EVP_Digest(p, n, out, NULL, sha256_md, NULL))
+		SHA256(p, n, out);
 }
 
 int rec_time_parse(const char *s, double *t)
@@ -267,7 +307,7 @@ enum rec_line_fault rec_line_check(char *line, size_t len, json_t **rec, unsigne
 	canon = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII) : NULL;
 	same = canon && strlen(canon) == blen && !memcmp(canon, line, blen);
 	if (same)
-		SHA256((const unsigned char *)line, blen, hash);
+		rec_sha256(line, blen, hash);
 	memcpy(line + blen - 1, saved, HASH_SUFFIX_LEN);
 	free(canon);
 	if (!o) {
@@ -303,39 +343,67 @@ enum rec_line_fault rec_line_check(char *line, size_t len, json_t **rec, unsigne
 	return REC_LINE_OK;
 }
 
-/* Serialize a record of <s> with seq s->seq + 1 and prev s->last into a malloc'd line (with
- * '\n') in *line and *len, and its hash. Returns 0, -ENOMEM or -EMSGSIZE. */
-static int build_line(const struct rec_stream *s, const char *type, const char *time,
-		      json_t *data, char **line, size_t *len, unsigned char hash[32])
+/* The canonical text of payload <fields> (an object; NULL is {}) into <out>. Returns 0 or
+ * -ENOMEM (also for what jansson could not serialize either: it was never valid). */
+static int data_text(const json_t *fields, struct recjson_buf *out)
 {
-	char prev[65], hex[65], *body, *out;
-	size_t blen;
-	json_t *o;
+	if (!fields)
+		return recjson_raw(out, "{}", 2);
+	return recjson_dump(out, fields) ? -ENOMEM : 0;
+}
 
-	rec_hex(s->last, 32, prev);
-	o = json_pack("{s:O, s:s, s:I, s:s, s:s, s:s}", "data", data, "prev", prev, "seq",
-		      (json_int_t)(s->seq + 1), "stream", s->name, "time", time, "type", type);
-	if (!o)
+/* Serialize a record of <s> with seq s->seq + 1, prev s->last and payload <data> (<dlen>
+ * bytes of canonical JSON text: an object) into <out>, emptied first: the line with its
+ * '\n', and its hash. The members are written in sorted order (data, prev, seq, stream,
+ * time, type), as json_dumps(JSON_SORT_KEYS) puts them. Returns 0, -ENOMEM or -EMSGSIZE. */
+static int build_line(const struct rec_stream *s, const char *type, const char *time,
+		      const char *data, size_t dlen, struct recjson_buf *out,
+		      unsigned char hash[32])
+{
+	char hex[65];
+	size_t blen;
+	int e;
+
+	out->len = 0;
+	rec_hex(s->last, 32, hex);
+	e = recjson_reserve(out, dlen + 256 + REC_STREAM_MAX + HASH_SUFFIX_LEN);
+	if (!e)
+		e = recjson_raw(out, "{\"data\":", 8);
+	if (!e)
+		e = recjson_raw(out, data, dlen);
+	if (!e)
+		e = recjson_raw(out, ",\"prev\":\"", 9);
+	if (!e)
+		e = recjson_raw(out, hex, 64);
+	if (!e)
+		e = recjson_raw(out, "\",\"seq\":", 8);
+	if (!e)
+		e = recjson_int(out, (long long)(s->seq + 1));
+	if (!e)
+		e = recjson_raw(out, ",\"stream\":", 10);
+	if (!e)
+		e = recjson_string(out, s->name, strlen(s->name));
+	if (!e)
+		e = recjson_raw(out, ",\"time\":", 8);
+	if (!e)
+		e = recjson_string(out, time, strlen(time));
+	if (!e)
+		e = recjson_raw(out, ",\"type\":", 8);
+	if (!e)
+		e = recjson_string(out, type, strlen(type));
+	if (!e)
+		e = recjson_raw(out, "}", 1);
+	if (e)
 		return -ENOMEM;
-	body = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
-	json_decref(o);
-	if (!body)
-		return -ENOMEM;
-	blen = strlen(body);
-	if (blen + HASH_SUFFIX_LEN > REC_MAX_LINE) {
-		free(body);
+	blen = out->len;
+	if (blen + HASH_SUFFIX_LEN > REC_MAX_LINE)
 		return -EMSGSIZE;
-	}
-	SHA256((const unsigned char *)body, blen, hash);
+	rec_sha256(out->p, blen, hash);
 	rec_hex(hash, 32, hex);
-	out = realloc(body, blen + HASH_SUFFIX_LEN + 1);
-	if (!out) {
-		free(body);
+	out->len = blen - 1; /* the final '}' makes way for the hash member */
+	if (recjson_raw(out, ",\"hash\":\"", 9) || recjson_raw(out, hex, 64) ||
+	    recjson_raw(out, "\"}\n", 3))
 		return -ENOMEM;
-	}
-	snprintf(out + blen - 1, HASH_SUFFIX_LEN + 2, ",\"hash\":\"%s\"}\n", hex);
-	*line = out;
-	*len = blen + HASH_SUFFIX_LEN;
 	return 0;
 }
 
@@ -497,36 +565,11 @@ int rec_cgroup_path(uint64_t cgroup_id, char *out, size_t outlen)
 	return 0;
 }
 
-/* Is <s> valid UTF-8 (no NUL)? */
-static int utf8_ok(const unsigned char *s, size_t n)
-{
-	size_t i = 0, k, extra;
-	unsigned c;
-
-	while (i < n) {
-		c = s[i];
-		if (c == 0)
-			return 0;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		extra = (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : 9;
-		if (extra == 9 || i + extra >= n)
-			return 0;
-		for (k = 1; k <= extra; k++)
-			if ((s[i + k] & 0xc0) != 0x80)
-				return 0;
-		i += extra + 1;
-	}
-	return 1;
-}
-
 int rec_put_body(json_t *fields, const char *key, const void *body, size_t len, size_t max)
 {
 	unsigned char h[32];
 
-	SHA256(body, len, h);
+	rec_sha256(body, len, h);
 	return rec_put_body_digest(fields, key, body, len, len, h, max);
 }
 
@@ -546,8 +589,8 @@ int rec_put_body_digest(json_t *fields, const char *key, const void *head, size_
 		      n < total);
 	if (!o)
 		return -ENOMEM;
-	if (utf8_ok(head, n))
-		json_object_set_new(o, "text", json_stringn(head, n));
+	if (recjson_utf8_ok(head, n)) /* checked as jansson would: no second check */
+		json_object_set_new(o, "text", json_stringn_nocheck(head, n));
 	else {
 		size_t b64len = 4 * ((n + 2) / 3) + 1;
 		unsigned char *b = malloc(b64len);
@@ -585,7 +628,7 @@ int rec_key_id(struct evp_pkey_st *key, char out[17])
 		ERR_clear_error();
 		return -EINVAL;
 	}
-	SHA256(raw, 32, h);
+	rec_sha256(raw, 32, h);
 	rec_hex(h, 32, hex);
 	memcpy(out, hex, 16);
 	out[16] = '\0';
@@ -911,9 +954,9 @@ static int stream_write(struct rec *r, struct rec_stream *s, const char *line, s
 /* Append a signed checkpoint for <s> (nothing for an empty stream). Returns 0 or -errno. */
 static int stream_checkpoint(struct rec *r, struct rec_stream *s, const char *reason)
 {
-	char t[40], hex[65], msg[512], b64[96], *line;
+	char t[40], hex[65], msg[512], b64[96], *head;
+	struct recjson_buf d = { 0 };
 	unsigned char hash[32];
-	size_t len;
 	json_t *data;
 	int e;
 
@@ -926,22 +969,27 @@ static int stream_checkpoint(struct rec *r, struct rec_stream *s, const char *re
 		return -EIO;
 	data = json_pack("{s:s, s:s, s:s, s:s, s:I}", "key", r->key_id, "reason", reason, "sig",
 			 b64, "signed_hash", hex, "signed_seq", (json_int_t)s->seq);
-	if (!data)
-		return -ENOMEM;
-	e = build_line(s, "checkpoint", t, data, &line, &len, hash);
+	e = data ? data_text(data, &d) : -ENOMEM;
 	json_decref(data);
+	if (!e)
+		e = build_line(s, "checkpoint", t, d.p, d.len, &r->line, hash);
+	recjson_free(&d);
 	if (e)
 		return e;
-	e = stream_write(r, s, line, len, hash);
+	head = malloc(r->line.len); /* the line, its '\n' made a NUL */
+	if (!head)
+		return -ENOMEM;
+	memcpy(head, r->line.p, r->line.len - 1);
+	head[r->line.len - 1] = '\0';
+	e = stream_write(r, s, r->line.p, r->line.len, hash);
 	if (e) {
-		free(line);
+		free(head);
 		return e;
 	}
 	s->unsigned_n = 0;
 	s->clean = !strcmp(reason, "shutdown");
 	free(s->head);
-	line[len - 1] = '\0';
-	s->head = line;
+	s->head = head;
 	return 0;
 }
 
@@ -1012,36 +1060,33 @@ static int stream_rotate(struct rec *r, struct rec_stream *s)
 
 /* Append a record to <s>, rotating first when due, then a checkpoint when due. */
 static int stream_append(struct rec *r, struct rec_stream *s, const char *type,
-			 const char *time_s, json_t *data)
+			 const char *time_s, const char *data, size_t dlen)
 {
 	unsigned char hash[32];
-	char *line, t[40];
-	size_t len;
+	char t[40];
 	int e;
 
 	if (s->recovery && data != s->recovery) {
 		/* the recovery record that did not fit at open goes first */
 		now_str(t);
-		if ((e = stream_append(r, s, "recovery", t, s->recovery)))
+		if ((e = stream_append(r, s, "recovery", t, s->recovery, s->recovery_len)))
 			return e;
-		json_decref(s->recovery);
+		free(s->recovery);
 		s->recovery = NULL;
 		stream_checkpoint(r, s, "recovery");
 	}
-	e = build_line(s, type, time_s, data, &line, &len, hash);
+	e = build_line(s, type, time_s, data, dlen, &r->line, hash);
 	if (e)
 		return e;
 	if (s->seg && s->size > 0 &&
-	    ((size_t)s->size + len > r->segment_bytes ||
+	    ((size_t)s->size + r->line.len > r->segment_bytes ||
 	     time(NULL) - s->seg_started >= r->segment_secs)) {
-		free(line);
 		if ((e = stream_rotate(r, s)))
 			return e;
-		if ((e = build_line(s, type, time_s, data, &line, &len, hash)))
+		if ((e = build_line(s, type, time_s, data, dlen, &r->line, hash)))
 			return e;
 	}
-	e = stream_write(r, s, line, len, hash);
-	free(line);
+	e = stream_write(r, s, r->line.p, r->line.len, hash);
 	if (e)
 		return e;
 	s->clean = 0;
@@ -1121,8 +1166,8 @@ static void writer_item(struct rec *r, struct rec_item *it)
 	e = r->failed;
 	pthread_mutex_unlock(&r->mu);
 	if (!e && (s = item_stream(r, it, &e)))
-		e = stream_append(r, s, it->type, it->time, it->data);
-	json_decref(it->data);
+		e = stream_append(r, s, it->type, it->time, it->data, it->data_len);
+	free(it->data);
 	it->data = NULL;
 	if (e) {
 		if (it->done)
@@ -1335,6 +1380,7 @@ static int stream_recover(struct rec *r, const char *name, char *err, size_t err
 	struct seg_scan sc = { 0 };
 	size_t len = 0, cut = 0;
 	unsigned char ch[32] = { 0 };
+	struct recjson_buf d = { 0 };
 	int n, i, e = 0, fd;
 	json_t *data;
 
@@ -1361,7 +1407,7 @@ static int stream_recover(struct rec *r, const char *name, char *err, size_t err
 			s->seg_started = sc.first_time ? (time_t)sc.first_time : time(NULL);
 			cut = len - sc.good_end;
 			if (cut) {
-				SHA256((unsigned char *)buf + sc.good_end, cut, ch);
+				rec_sha256(buf + sc.good_end, cut, ch);
 				fd = open(path, O_WRONLY | O_CLOEXEC);
 				if (fd < 0 || ftruncate(fd, (off_t)sc.good_end) || fsync(fd)) {
 					e = -errno;
@@ -1394,15 +1440,19 @@ static int stream_recover(struct rec *r, const char *name, char *err, size_t err
 	data = json_pack("{s:I, s:s, s:s, s:I, s:b}", "cut_bytes", (json_int_t)cut, "cut_sha256",
 			 cut ? hex : "", "segment", path, "last_good_seq", (json_int_t)s->seq,
 			 "clean_shutdown", 0);
-	s->recovery = data;
-	e = data ? stream_append(r, s, "recovery", t, data) : -ENOMEM;
+	e = data ? data_text(data, &d) : -ENOMEM;
+	json_decref(data);
+	s->recovery = d.p; /* the store's own from here */
+	s->recovery_len = d.len;
+	if (!e)
+		e = stream_append(r, s, "recovery", t, s->recovery, s->recovery_len);
 	if (!e || no_space(e)) {
 		if (e) {
 			/* the disk is full: it is written before the stream's next record */
 			log_warn("record", "%s: no space for the recovery record yet", sdir);
 			e = 0;
 		} else {
-			json_decref(data);
+			free(s->recovery);
 			s->recovery = NULL;
 			e = stream_checkpoint(r, s, "recovery");
 			if (no_space(e))
@@ -1436,7 +1486,7 @@ static void free_streams(struct rec *r)
 			if (s->fd >= 0)
 				close(s->fd);
 			free(s->head);
-			json_decref(s->recovery);
+			free(s->recovery);
 			free(s);
 		}
 }
@@ -1511,6 +1561,7 @@ fail:
 	if (dir)
 		closedir(dir);
 	free_streams(r);
+	recjson_free(&r->line);
 	EVP_PKEY_free(r->key);
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);
@@ -1544,9 +1595,18 @@ int rec_submit(struct rec *r, const char *cgroup_path, uint64_t cgroup_id, const
 		return -EINVAL;
 	}
 	it = calloc(1, sizeof(*it));
-	if (!it || (!fields && !(fields = json_object()))) {
+	if (it) { /* serialized here, on the caller's thread: the writer only hashes and writes */
+		struct recjson_buf d = { 0 };
+
+		e = data_text(fields, &d);
+		it->data = d.p;
+		it->data_len = d.len;
+	}
+	json_decref(fields);
+	if (!it || e) {
+		if (it)
+			free(it->data);
 		free(it);
-		json_decref(fields);
 		return -ENOMEM;
 	}
 	if (cgroup_path)
@@ -1554,7 +1614,6 @@ int rec_submit(struct rec *r, const char *cgroup_path, uint64_t cgroup_id, const
 	it->cgid = cgroup_id;
 	memcpy(it->type, type, n + 1);
 	now_str(it->time);
-	it->data = fields;
 	it->done = done;
 	it->arg = arg;
 	pthread_mutex_lock(&r->mu);
@@ -1572,7 +1631,7 @@ int rec_submit(struct rec *r, const char *cgroup_path, uint64_t cgroup_id, const
 	}
 	pthread_mutex_unlock(&r->mu);
 	if (e) {
-		json_decref(fields);
+		free(it->data);
 		free(it);
 	}
 	return e;
@@ -1590,6 +1649,7 @@ void rec_close(struct rec *r)
 	if (default_store == r)
 		default_store = NULL;
 	free_streams(r);
+	recjson_free(&r->line);
 	EVP_PKEY_free(r->key);
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);
