@@ -82,6 +82,7 @@ struct conn {
 	int recording;           /* the request's record is on its way to disk */
 	uint64_t forwarded_ms;   /* when the request left for BigQuery (for the latency) */
 	int rec_status;          /* its outcome, from the recorder's thread */
+	struct loop_call rec_call; /* ... handed back to this worker with it */
 	const char *rule;        /* the rule that allowed the request */
 	struct resolve_job rj;   /* looking up connect_host (a CONNECT target) */
 	int resolving;

@@ -79,6 +79,19 @@ int worker_stopping(struct worker *w);
  * recorder, the approval store). Returns 0, or -ENOMEM. */
 int worker_post(struct worker *w, void (*fn)(void *arg), void *arg);
 
+/* A call posted without allocating: embedded in what it is about, set up by worker_post_call
+ * and not posted again before it has run. */
+struct loop_call {
+	struct loop_call *next;
+	void (*fn)(void *arg);
+	void *arg;
+	int allocated;   /* worker_post's own: freed once it has run */
+};
+
+/* Run fn(arg) on worker <w>'s thread soon through <call>; callable from any thread, and
+ * cannot fail. */
+void worker_post_call(struct worker *w, struct loop_call *call, void (*fn)(void *arg), void *arg);
+
 /* Post a receive on <fd>; data arrives in proxy_on_recv from a loop buffer. */
 int worker_recv(struct worker *w, struct op *op, int fd);
 /* Post a send of buf[0..len) (must stay valid until completion). */

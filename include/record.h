@@ -66,6 +66,14 @@ void rec_close(struct rec *r);
 int rec_submit(struct rec *r, const char *cgroup_path, uint64_t cgroup_id, const char *type,
 	       json_t *fields, rec_done_fn done, void *arg);
 
+/* From now on, the records this thread submits wake the writer only at its next rec_flush():
+ * an event loop hands over what one round of completions recorded with one wake-up. */
+void rec_defer(void);
+
+/* Wake the writer for what this thread submitted since rec_defer() or the last flush. A
+ * deferring thread must call it before it blocks. */
+void rec_flush(void);
+
 /* The failure that stopped the store (-EIO after an fsync error), or 0. */
 int rec_failed(struct rec *r);
 

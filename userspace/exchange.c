@@ -301,8 +301,7 @@ static void recorded_cb(void *arg, int status)
 	struct conn *c = arg;
 
 	c->rec_status = status;
-	while (worker_post(c->w, recorded, c))
-		usleep(1000);
+	worker_post_call(c->w, &c->rec_call, recorded, c);
 }
 
 /* Relay the current request (or the approved job standing in for it) to BigQuery, once

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "loop.h"
 #include "proxy.h"
+#include "record.h"
 
 #define RING_ENTRIES 4096
 #define BUF_COUNT 512         /* receive buffers per worker (power of two) */
@@ -28,13 +29,6 @@ struct lsock {
 	struct op op; /* accept; owner = this */
 	uint64_t netns;
 	struct sockdiag *diag; /* that namespace's sock_diag handle (the listener's), or NULL */
-};
-
-/* A call handed to a worker by another thread. */
-struct posted {
-	struct posted *next;
-	void (*fn)(void *arg);
-	void *arg;
 };
 
 struct worker {
@@ -57,7 +51,7 @@ struct worker {
 	int n_pending;
 	struct lsock *socks;
 	int n_socks;
-	struct posted *posted, **posted_tail; /* under <mu> */
+	struct loop_call *posted, **posted_tail; /* under <mu> */
 };
 
 struct loop {
@@ -212,27 +206,48 @@ static void take_listeners(struct worker *w)
 
 static void wake(struct worker *w);
 
-int worker_post(struct worker *w, void (*fn)(void *arg), void *arg)
+/* Queue <p> for the worker. Only a call that finds the queue empty wakes it: the calls
+ * queued behind it are taken by the same run_posted, which takes the queue under <mu>. */
+static void post(struct worker *w, struct loop_call *p)
 {
-	struct posted *p = malloc(sizeof(*p));
+	int was_empty;
 
-	if (!p)
-		return -ENOMEM;
 	p->next = NULL;
-	p->fn = fn;
-	p->arg = arg;
 	pthread_mutex_lock(&w->mu);
+	was_empty = !w->posted;
 	*w->posted_tail = p;
 	w->posted_tail = &p->next;
 	pthread_mutex_unlock(&w->mu);
-	wake(w);
+	if (was_empty)
+		wake(w);
+}
+
+int worker_post(struct worker *w, void (*fn)(void *arg), void *arg)
+{
+	struct loop_call *p = malloc(sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	p->fn = fn;
+	p->arg = arg;
+	p->allocated = 1;
+	post(w, p);
 	return 0;
 }
 
-/* Run what other threads posted, in order. */
+void worker_post_call(struct worker *w, struct loop_call *call, void (*fn)(void *arg), void *arg)
+{
+	call->fn = fn;
+	call->arg = arg;
+	call->allocated = 0;
+	post(w, call);
+}
+
+/* Run what other threads posted, in order. A call may free the object that embeds it. */
 static void run_posted(struct worker *w)
 {
-	struct posted *p, *next;
+	struct loop_call *p, *next;
+	int allocated;
 
 	pthread_mutex_lock(&w->mu);
 	p = w->posted;
@@ -241,8 +256,10 @@ static void run_posted(struct worker *w)
 	pthread_mutex_unlock(&w->mu);
 	for (; p; p = next) {
 		next = p->next;
+		allocated = p->allocated;
 		p->fn(p->arg);
-		free(p);
+		if (allocated)
+			free(p);
 	}
 }
 
@@ -333,6 +350,7 @@ static void *worker_main(void *arg)
 	unsigned head, n;
 
 	w->now_ms = mono_ms();
+	rec_defer(); /* one wake-up of the recording writer per round of completions */
 	arm_wake(w);
 	arm_timer(w);
 	take_listeners(w);
@@ -345,7 +363,9 @@ static void *worker_main(void *arg)
 			n++;
 		}
 		io_uring_cq_advance(&w->ring, n);
+		rec_flush();
 	}
+	rec_flush();
 	return NULL;
 }
 

@@ -1579,6 +1579,24 @@ int rec_failed(struct rec *r)
 	return e;
 }
 
+static __thread int defer_wake;        /* rec_defer() was called on this thread */
+static __thread struct rec *wake_due;  /* ... and this store's writer waits for rec_flush() */
+
+void rec_defer(void)
+{
+	defer_wake = 1;
+}
+
+void rec_flush(void)
+{
+	struct rec *r = wake_due;
+
+	if (r) {
+		wake_due = NULL;
+		pthread_cond_signal(&r->cv);
+	}
+}
+
 int rec_submit(struct rec *r, const char *cgroup_path, uint64_t cgroup_id, const char *type,
 	       json_t *fields, rec_done_fn done, void *arg)
 {
@@ -1626,8 +1644,14 @@ int rec_submit(struct rec *r, const char *cgroup_path, uint64_t cgroup_id, const
 	if (!e) {
 		*r->qt = it;
 		r->qt = &it->next;
-		if (!r->qlen++)
-			pthread_cond_signal(&r->cv);
+		if (!r->qlen++) { /* the writer may be asleep: wake it now, or at rec_flush() */
+			if (!defer_wake)
+				pthread_cond_signal(&r->cv);
+			else if (wake_due != r) {
+				rec_flush();
+				wake_due = r;
+			}
+		}
 	}
 	pthread_mutex_unlock(&r->mu);
 	if (e) {
