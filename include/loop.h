@@ -92,6 +92,10 @@ struct loop_call {
  * cannot fail. */
 void worker_post_call(struct worker *w, struct loop_call *call, void (*fn)(void *arg), void *arg);
 
+/* A connection the loop handed to worker <w> (proxy_accepted) is gone: freed, or refused at
+ * once. The loop sends new connections to the worker with the fewest. */
+void worker_conn_gone(struct worker *w);
+
 /* Post a receive on <fd>; data arrives in proxy_on_recv from a loop buffer. */
 int worker_recv(struct worker *w, struct op *op, int fd);
 /* Post a send of buf[0..len) (must stay valid until completion). */

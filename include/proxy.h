@@ -12,8 +12,9 @@
 struct conn;
 struct sockdiag;
 
-/* A new agent connection <fd> accepted on a listener living in netns <netns>; <diag> is
- * that namespace's sock_diag handle (NULL: the owner is not cross-checked). */
+/* A new agent connection <fd> accepted on a listener living in netns <netns>, for worker <w>
+ * (the loop chose it: the least loaded); worker_conn_gone(w) once it is refused or freed.
+ * <diag> is that namespace's sock_diag handle (NULL: the owner is not cross-checked). */
 void proxy_accepted(struct worker *w, int fd, uint64_t netns, struct sockdiag *diag);
 
 /* Completions. <res> is the syscall result; for receives, <data>/<len> is the data (valid

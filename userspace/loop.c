@@ -52,6 +52,16 @@ struct worker {
 	struct lsock *socks;
 	int n_socks;
 	struct loop_call *posted, **posted_tail; /* under <mu> */
+	atomic_int load;     /* connections it serves or is being handed (dispatch) */
+};
+
+/* An accepted connection on its way to the worker that serves it. */
+struct handoff {
+	struct loop_call call;
+	struct worker *w;
+	int fd;
+	uint64_t netns;
+	struct sockdiag *diag;
 };
 
 struct loop {
@@ -263,6 +273,48 @@ static void run_posted(struct worker *w)
 	}
 }
 
+void worker_conn_gone(struct worker *w)
+{
+	atomic_fetch_sub(&w->load, 1);
+}
+
+static void take_handoff(void *arg)
+{
+	struct handoff *h = arg;
+	struct worker *w = h->w;
+	int fd = h->fd;
+	uint64_t netns = h->netns;
+	struct sockdiag *diag = h->diag;
+
+	free(h);
+	proxy_accepted(w, fd, netns, diag);
+}
+
+/* A connection accepted on <w>'s ring goes to the worker serving the fewest: every worker
+ * arms an accept on every listener, and the kernel tends to complete them all on one ring,
+ * which would leave the other workers idle. */
+static void dispatch(struct worker *w, int fd, uint64_t netns, struct sockdiag *diag)
+{
+	struct worker *t = w;
+	struct handoff *h;
+	int i;
+
+	for (i = 0; i < w->l->n; i++)
+		if (atomic_load(&w->l->w[i].load) < atomic_load(&t->load))
+			t = &w->l->w[i];
+	if (t != w && (h = malloc(sizeof(*h)))) {
+		atomic_fetch_add(&t->load, 1);
+		h->w = t;
+		h->fd = fd;
+		h->netns = netns;
+		h->diag = diag;
+		worker_post_call(t, &h->call, take_handoff, h);
+		return;
+	}
+	atomic_fetch_add(&w->load, 1);
+	proxy_accepted(w, fd, netns, diag);
+}
+
 static void begin_stop(struct worker *w)
 {
 	struct io_uring_sqe *sqe;
@@ -294,8 +346,8 @@ static void complete(struct worker *w, struct io_uring_cqe *cqe)
 			if (worker_stopping(w))
 				close(cqe->res);
 			else
-				proxy_accepted(w, cqe->res, ((struct lsock *)op->owner)->netns,
-					       ((struct lsock *)op->owner)->diag);
+				dispatch(w, cqe->res, ((struct lsock *)op->owner)->netns,
+					 ((struct lsock *)op->owner)->diag);
 		} else if (cqe->res != -ECANCELED) {
 			log_debug("loop", "accept: %s", strerror(-cqe->res));
 		}

@@ -108,6 +108,7 @@ static void conn_free(struct conn *c)
 	free(c->row_mask);
 	free(c->schema_target);
 	free(c->schema);
+	worker_conn_gone(c->w);
 	free(c);
 	count_conns--;
 }
@@ -667,11 +668,13 @@ void proxy_accepted(struct worker *w, int fd, uint64_t netns, struct sockdiag *d
 	if (count_conns >= env->conf->max_connections || worker_stopping(w) ||
 	    getpeername(fd, (struct sockaddr *)&peer, &plen)) {
 		close(fd);
+		worker_conn_gone(w);
 		return;
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(fd);
+		worker_conn_gone(w);
 		return;
 	}
 	count_conns++;
