@@ -138,59 +138,76 @@ static void put_u(char *o, unsigned u)
 	o[5] = hex[u & 15];
 }
 
+/* Does the word <w> hold a byte that ends a plain run (see special[])? */
+static int word_special(uint64_t w)
+{
+	const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+	uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+
+	return !!((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high);
+}
+
+/* Short escapes by byte; 0 for the bytes written as \u00XX. */
+static const char short_esc[0x60] = {
+	['"'] = '"', ['\\'] = '\\', ['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r',
+	['\t'] = 't',
+};
+
 int recjson_string(struct recjson_buf *b, const char *s, size_t n)
 {
 	const unsigned char *p = (const unsigned char *)s, *e = p + n, *q;
 	unsigned cp;
+	uint64_t w;
 	size_t k;
 	char *o;
 
-	if (recjson_reserve(b, n + 2))
+	/* room for the rest of the input as it is, plus one escape and the closing quote: kept
+	 * true through the loop, so that plain runs are copied without a check */
+	if (recjson_reserve(b, n + 16))
 		return -ENOMEM;
 	b->p[b->len++] = '"';
 	while (p < e) {
-		for (q = p; q < e && !special[*q]; q++)
-			;
-		if (q > p && recjson_raw(b, (const char *)p, (size_t)(q - p)))
-			return -ENOMEM;
+		for (q = p; e - q >= 8; q += 8) {
+			memcpy(&w, q, 8);
+			if (word_special(w))
+				break;
+		}
+		while (q < e && !special[*q])
+			q++;
+		memcpy(b->p + b->len, p, (size_t)(q - p));
+		b->len += (size_t)(q - p);
 		if (q == e)
 			break;
-		if (recjson_reserve(b, 12))
-			return -ENOMEM;
 		o = b->p + b->len;
 		p = q;
 		if (*p < 0x80) {
-			const char *esc = *p == '"' ? "\\\"" : *p == '\\' ? "\\\\" : *p == '\b' ? "\\b" :
-					  *p == '\f' ? "\\f" : *p == '\n' ? "\\n" : *p == '\r' ? "\\r" :
-					  *p == '\t' ? "\\t" : NULL;
-
-			if (esc) {
-				o[0] = esc[0];
-				o[1] = esc[1];
+			if (short_esc[*p]) {
+				o[0] = '\\';
+				o[1] = short_esc[*p];
 				b->len += 2;
 			} else {
 				put_u(o, *p);
 				b->len += 6;
 			}
 			p++;
-			continue;
-		}
-		k = utf8_next(p, e, &cp);
-		if (!k)
-			return -EINVAL;
-		if (cp < 0x10000) {
-			put_u(o, cp);
-			b->len += 6;
 		} else {
-			cp -= 0x10000;
-			put_u(o, 0xd800 | (cp >> 10));
-			put_u(o + 6, 0xdc00 | (cp & 0x3ff));
-			b->len += 12;
+			k = utf8_next(p, e, &cp);
+			if (!k)
+				return -EINVAL;
+			if (cp < 0x10000) {
+				put_u(o, cp);
+				b->len += 6;
+			} else {
+				cp -= 0x10000;
+				put_u(o, 0xd800 | (cp >> 10));
+				put_u(o + 6, 0xdc00 | (cp & 0x3ff));
+				b->len += 12;
+			}
+			p += k;
 		}
-		p += k;
+		if (recjson_reserve(b, (size_t)(e - p) + 16))
+			return -ENOMEM;
 	}
-	if (recjson_reserve(b, 1))
-		return -ENOMEM;
 	b->p[b->len++] = '"';
 	return 0;
 }
