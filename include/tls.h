@@ -104,8 +104,10 @@ size_t tls_conn_out_pending(struct tls_conn *t);
 /* Move up to <cap> bytes of waiting ciphertext to <buf>. Returns the count (0: none). */
 long tls_conn_take_out(struct tls_conn *t, void *buf, size_t cap);
 
-/* Give back the memory BIOs' buffers when both are empty, so that an idle connection holds
- * no handshake-sized buffers. */
+/* Give back the memory BIOs' and the record buffers when nothing is pending, so that an
+ * idle connection holds no handshake-sized buffers. A connection keeps its record buffers
+ * from its first plaintext read to the next trim; before that, and after, they are
+ * released after every record. */
 void tls_conn_trim(struct tls_conn *t);
 
 /* Queue a close_notify alert (send it with tls_conn_take_out). */

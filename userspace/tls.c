@@ -70,6 +70,7 @@ struct tls_conn {
 	SSL *ssl;                 /* owns both BIOs */
 	BIO *rbio, *wbio;
 	int is_server, failed;
+	int busy;                 /* carries requests: record buffers kept (tls_conn_trim) */
 	char name[256];           /* server: the SNI it serves; client: the host it verifies */
 	char alpn[32];
 	char why[384];            /* why the connection failed */
@@ -836,8 +837,13 @@ long tls_conn_read(struct tls_conn *t, void *buf, size_t cap)
 		return 0;
 	ERR_clear_error();
 	r = SSL_read_ex(t->ssl, buf, cap < INT_MAX ? cap : INT_MAX, &n);
-	if (r == 1)
+	if (r == 1) {
+		if (!t->busy) { /* a malloc and free of ~17 KB per record otherwise, each way */
+			SSL_clear_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
+			t->busy = 1;
+		}
 		return (long)n;
+	}
 	e = SSL_get_error(t->ssl, r);
 	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
 		return 0;
@@ -892,6 +898,11 @@ void tls_conn_trim(struct tls_conn *t)
 
 	if (BIO_ctrl_pending(t->rbio) || BIO_ctrl_pending(t->wbio))
 		return;
+	if (t->busy) {
+		SSL_set_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
+		t->busy = 0;
+	}
+	SSL_free_buffers(t->ssl); /* fails, harmlessly, while a record is half read */
 	r = BIO_new(BIO_s_mem());
 	w = BIO_new(BIO_s_mem());
 	if (!r || !w) {
