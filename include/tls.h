@@ -94,6 +94,10 @@ int tls_conn_handshake(struct tls_conn *t, const char **why);
  * -2 error. Call until it returns <= 0: plaintext may be buffered inside. */
 long tls_conn_read(struct tls_conn *t, void *buf, size_t cap);
 
+/* Could tls_conn_read return anything but 0 now: input waiting (ciphertext fed, or
+ * plaintext buffered), or a failure to report? */
+int tls_conn_has_input(struct tls_conn *t);
+
 /* Plaintext in, encrypted into the outgoing buffer. Returns <len> (all accepted), 0 when
  * the handshake still needs input, -1 on error. */
 long tls_conn_write(struct tls_conn *t, const void *buf, size_t len);

@@ -430,8 +430,8 @@ void conn_upstream_go(struct conn *c)
 static void drive_tls(struct conn *c, int i)
 {
 	struct side *s = &c->s[i];
+	size_t limit = c->env->conf->max_header_bytes + c->env->conf->max_body_bytes;
 	const char *why = NULL;
-	char tmp[16384];
 	long k;
 	int rc;
 
@@ -461,9 +461,22 @@ static void drive_tls(struct conn *c, int i)
 			c->deadline = worker_now_ms(c->w) + (uint64_t)c->env->conf->header_timeout_ms;
 		}
 	}
-	while ((k = tls_conn_read(s->tls, tmp, sizeof(tmp))) > 0) {
-		if (buf_append(&s->in, tmp, (size_t)k,
-			       c->env->conf->max_header_bytes + c->env->conf->max_body_bytes)) {
+	/* plaintext straight into <in>, with a record (16 KiB) of room, only when there is
+	 * input (an idle connection holds no buffer); one byte past the limit is enough to know
+	 * that it was passed */
+	for (k = 0; tls_conn_has_input(s->tls);) {
+		size_t room;
+
+		k = 0;
+		if (s->in.len <= limit && !buf_reserve(&s->in, 16384)) {
+			room = s->in.cap - s->in.len;
+			if (room > limit + 1 - s->in.len)
+				room = limit + 1 - s->in.len;
+			if ((k = tls_conn_read(s->tls, s->in.p + s->in.len, room)) <= 0)
+				break;
+			s->in.len += (size_t)k;
+		}
+		if (s->in.len > limit || !k) {
 			if (i == CLI)
 				conn_deny(c, 413, "INVALID_ARGUMENT", "badRequest",
 				     "sluice: request larger than the configured limits");

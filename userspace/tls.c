@@ -855,6 +855,11 @@ long tls_conn_read(struct tls_conn *t, void *buf, size_t cap)
 	return -2;
 }
 
+int tls_conn_has_input(struct tls_conn *t)
+{
+	return t->failed || BIO_ctrl_pending(t->rbio) || SSL_has_pending(t->ssl);
+}
+
 long tls_conn_write(struct tls_conn *t, const void *buf, size_t len)
 {
 	size_t n = 0;
