@@ -192,13 +192,29 @@ static int set_path(json_t *root, const char *path, const char *v)
 	return json_object_set_new(o, path, json_string(v));
 }
 
+/* Does <body> quote a marked rewrite? A scan for its '/' (rare in BigQuery's JSON) and a
+ * compare: several times faster than memmem over a page of rows. */
+static int has_mark(const char *body, size_t len)
+{
+	const char *p = body, *e = body + len;
+
+	while ((size_t)(e - p) >= sizeof(GATE_MARK) - 1 && (p = memchr(p, '/', (size_t)(e - p)))) {
+		if ((size_t)(e - p) < sizeof(GATE_MARK) - 1)
+			return 0;
+		if (!memcmp(p, GATE_MARK, sizeof(GATE_MARK) - 1))
+			return 1;
+		p++;
+	}
+	return 0;
+}
+
 char *gate_restore(const char *body, size_t len, size_t *outlen)
 {
 	json_t *root, *stack[64], *v;
 	int depth = 0;
 	char *out;
 
-	if (!memmem(body, len, GATE_MARK, sizeof(GATE_MARK) - 1))
+	if (!has_mark(body, len))
 		return NULL;
 	root = json_loadb(body, len, 0, NULL);
 	if (!root)

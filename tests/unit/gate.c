@@ -120,5 +120,28 @@ int main(void)
 		    "?selected%46ields=email", &v), POLICY_DENY, "... however the name is escaped");
 	gate_verdict_free(&v);
 	policy_free(prod);
+
+	/* gate_restore finds a marked rewrite wherever it sits, and reads nothing past the body */
+	{
+		static const char *const bodies[] = {
+			"{\"query\":\"/*sluice-masked:0123456789abcdef*/ SELECT 1\"}",
+			"{\"a\":\"//x/*/*sluice-maske\",\"query\":\"/*sluice-masked:0123456789abcdef*/\"}",
+		};
+		static const char *const clean[] = {
+			"{\"rows\":[]}", "{\"q\":\"/*sluice-maske\"}", "{\"u\":\"https://x/y/\"}/",
+			"/*sluice-masked", "",
+		};
+		size_t i, n;
+
+		for (i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+			s = gate_restore(tap_guarded(bodies[i], strlen(bodies[i])), strlen(bodies[i]), &n);
+			ok(s && strstr(s, "rewritten by sluice") && !strstr(s, "sluice-masked:"),
+			   "gate_restore replaces the marked query in body %zu: %s", i, s ? s : "(none)");
+			free(s);
+		}
+		for (i = 0; i < sizeof(clean) / sizeof(clean[0]); i++)
+			ok(!gate_restore(tap_guarded(clean[i], strlen(clean[i])), strlen(clean[i]), &n),
+			   "gate_restore leaves a body without the mark alone: %s", clean[i]);
+	}
 	return tap_done();
 }
