@@ -17,6 +17,7 @@
 #include "jobs.h"
 #include "loop.h"
 #include "mask.h"
+#include "record.h"
 #include "redirect.h"
 #include "resolve.h"
 #include "sockdiag.h"
@@ -63,6 +64,7 @@ struct conn {
 	int trimmed;
 	char sni[256], connect_host[256];
 	char cgroup[512];        /* the agent's cgroup path, read once at accept */
+	char stream[REC_STREAM_MAX]; /* its recording stream id ("": the writer resolves it) */
 	uint16_t connect_port;
 	/* approvals: a held request, and a poll about a job that waited for one */
 	enum hold_kind hold;

@@ -74,6 +74,11 @@ void rec_defer(void);
  * deferring thread must call it before it blocks. */
 void rec_flush(void);
 
+/* rec_submit to the stream id <stream> (rec_stream_name of the cgroup, computed once by a
+ * caller that records often; "" or NULL: resolved from <cgroup_id> by the writer). */
+int rec_submit_stream(struct rec *r, const char *stream, uint64_t cgroup_id, const char *type,
+		      json_t *fields, rec_done_fn done, void *arg);
+
 /* The failure that stopped the store (-EIO after an fsync error), or 0. */
 int rec_failed(struct rec *r);
 

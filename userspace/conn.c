@@ -227,8 +227,8 @@ void conn_reply_error(struct conn *c, int status, const char *reason, const char
 void conn_record(struct conn *c, const char *type, json_t *fields)
 {
 	if (c->env->rec && fields)
-		rec_submit(c->env->rec, c->cgroup[0] ? c->cgroup : NULL, c->origin.cgroup_id, type,
-			   fields, NULL, NULL);
+		rec_submit_stream(c->env->rec, c->stream, c->origin.cgroup_id, type, fields,
+				  NULL, NULL);
 	else
 		json_decref(fields);
 }

@@ -322,8 +322,8 @@ void exchange_forward(struct conn *c)
 	}
 	f = request_fields(c, c->submit_body ? "approved" : "allow", c->rule, NULL);
 	c->recording = 1;
-	rc = f ? rec_submit(c->env->rec, c->cgroup[0] ? c->cgroup : NULL, c->origin.cgroup_id,
-			    "request", f, recorded_cb, c) : -ENOMEM;
+	rc = f ? rec_submit_stream(c->env->rec, c->stream, c->origin.cgroup_id, "request", f,
+				   recorded_cb, c) : -ENOMEM;
 	if (rc) {
 		c->recording = 0;
 		c->rec_status = rc;

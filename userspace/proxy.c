@@ -630,6 +630,8 @@ static void read_cgroup(struct conn *c)
 	}
 	if (f)
 		fclose(f);
+	if (c->cgroup[0]) /* the stream every record of this connection goes to */
+		rec_stream_name(c->cgroup, c->origin.cgroup_id, c->stream, sizeof(c->stream));
 }
 
 /* The connection_open record: who connected where, before anything is read from it. */

@@ -1600,6 +1600,16 @@ void rec_flush(void)
 int rec_submit(struct rec *r, const char *cgroup_path, uint64_t cgroup_id, const char *type,
 	       json_t *fields, rec_done_fn done, void *arg)
 {
+	char stream[REC_STREAM_MAX] = "";
+
+	if (cgroup_path)
+		rec_stream_name(cgroup_path, cgroup_id, stream, sizeof(stream));
+	return rec_submit_stream(r, stream, cgroup_id, type, fields, done, arg);
+}
+
+int rec_submit_stream(struct rec *r, const char *stream, uint64_t cgroup_id, const char *type,
+		      json_t *fields, rec_done_fn done, void *arg)
+{
 	struct rec_item *it;
 	size_t i, n = type ? strlen(type) : 0;
 	int e = 0;
@@ -1627,8 +1637,7 @@ int rec_submit(struct rec *r, const char *cgroup_path, uint64_t cgroup_id, const
 		free(it);
 		return -ENOMEM;
 	}
-	if (cgroup_path)
-		rec_stream_name(cgroup_path, cgroup_id, it->stream, sizeof(it->stream));
+	snprintf(it->stream, sizeof(it->stream), "%s", stream ? stream : "");
 	it->cgid = cgroup_id;
 	memcpy(it->type, type, n + 1);
 	now_str(it->time);
