@@ -78,6 +78,7 @@
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
 #define HASH_SUFFIX_LEN 75 /* ,"hash":"<64 hex>"} */
+#define FLUSH_BYTES (256 * 1024) /* a stream's pending lines are written at this size */
 #define BUCKETS 256
 #define IDLE_CLOSE_SECS 300
 
@@ -91,6 +92,8 @@ struct rec_item {
 	size_t data_len;
 	rec_done_fn done;
 	void *arg;
+	struct rec_stream *s;        /* once written: where, */
+	uint64_t seq;                /* ... as which record */
 };
 
 struct rec_stream {
@@ -109,8 +112,16 @@ struct rec_stream {
 	int dirty;                   /* written since the last fsync */
 	int clean;                   /* the last record is a shutdown checkpoint */
 	char *head;                  /* checkpoint line to put in head.json after the fsync */
+	uint64_t head_seq;           /* ... its seq */
 	char *recovery;              /* recovery record's data not written yet (no space at open) */
 	size_t recovery_len;
+	/* Lines appended to the chain (size, seq and last count them) but not yet written to
+	 * the segment: a batch goes out with one write (stream_flush), which on failure puts
+	 * the chain back where the segment ends. */
+	struct recjson_buf wb;
+	off_t wb_size;               /* the segment's size, seq and last hash before them */
+	uint64_t wb_seq;
+	unsigned char wb_last[32];
 };
 
 struct rec {
@@ -890,7 +901,8 @@ static int stream_open_fd(struct rec *r, struct rec_stream *s)
 	s->fd = open(path, flags, 0600);
 	if (s->fd < 0)
 		return -errno;
-	if (fstat(s->fd, &st) == 0 && st.st_size != s->size && ftruncate(s->fd, s->size)) {
+	if (fstat(s->fd, &st) == 0 && st.st_size != s->size - (off_t)s->wb.len &&
+	    ftruncate(s->fd, s->size - (off_t)s->wb.len)) {
 		close(s->fd);
 		s->fd = -1;
 		return -EIO;
@@ -905,23 +917,19 @@ static int no_space(int e)
 	return e == -ENOSPC || e == -EDQUOT || e == -EFBIG;
 }
 
-/* Append <line> (<len> bytes, hash <hash>) to <s>'s segment; on failure cut the segment
- * back to the last record boundary. No space is returned as is; anything else stops the
- * store. Returns 0 or -errno. */
-static int stream_write(struct rec *r, struct rec_stream *s, const char *line, size_t len,
-			const unsigned char hash[32])
+/* Write <s>'s pending lines to its segment. On failure the segment is cut back to where it
+ * ended, the chain (size, seq, last hash) is put back there, and the records written since
+ * (items waiting for the fsync, a checkpoint waiting for head.json) fail with the error: no
+ * space as it is, anything else as -EIO, having stopped the store. Returns 0 or -errno. */
+static int stream_flush(struct rec *r, struct rec_stream *s)
 {
-	size_t off = 0;
+	struct rec_item *it, **pp;
+	size_t off = 0, len = s->wb.len;
 	ssize_t n;
 	int e;
 
-	if ((e = stream_open_fd(r, s))) {
-		if (!no_space(e))
-			store_fail(r, e, "cannot open a recording segment");
-		return no_space(e) ? e : -EIO;
-	}
 	while (off < len) {
-		n = write(s->fd, line + off, len - off);
+		n = write(s->fd, s->wb.p + off, len - off);
 		if (n > 0) {
 			off += (size_t)n;
 			continue;
@@ -929,16 +937,58 @@ static int stream_write(struct rec *r, struct rec_stream *s, const char *line, s
 		if (n < 0 && errno == EINTR)
 			continue;
 		e = n < 0 ? -errno : -ENOSPC;
+		s->wb.len = 0;
+		s->size = s->wb_size;
+		s->seq = s->wb_seq;
+		memcpy(s->last, s->wb_last, 32);
+		if (s->head && s->head_seq > s->seq) { /* that checkpoint is not in the segment */
+			free(s->head);
+			s->head = NULL;
+		}
 		if (off && ftruncate(s->fd, s->size)) {
 			store_fail(r, -errno, "cannot cut back a partial record");
-			return -EIO;
-		}
-		if (!no_space(e)) {
+			e = -EIO;
+		} else if (!no_space(e)) {
 			store_fail(r, e, "cannot write a record");
-			return -EIO;
+			e = -EIO;
 		}
+		for (pp = &r->pend; (it = *pp);) {
+			if (it->s == s && it->seq > s->seq) {
+				*pp = it->next;
+				if (it->done)
+					it->done(it->arg, e);
+				free(it);
+			} else {
+				pp = &it->next;
+			}
+		}
+		r->pend_t = pp;
 		return e;
 	}
+	s->wb.len = 0;
+	return 0;
+}
+
+/* Append <line> (<len> bytes, hash <hash>) to <s>'s chain, its bytes to the pending lines
+ * that stream_flush writes (at FLUSH_BYTES, and before any fsync). Returns 0 or -errno (as
+ * stream_flush, or failing to open the segment: no space as it is, else -EIO). */
+static int stream_write(struct rec *r, struct rec_stream *s, const char *line, size_t len,
+			const unsigned char hash[32])
+{
+	int e;
+
+	if ((e = stream_open_fd(r, s))) {
+		if (!no_space(e))
+			store_fail(r, e, "cannot open a recording segment");
+		return no_space(e) ? e : -EIO;
+	}
+	if (!s->wb.len) {
+		s->wb_size = s->size;
+		s->wb_seq = s->seq;
+		memcpy(s->wb_last, s->last, 32);
+	}
+	if (recjson_raw(&s->wb, line, len))
+		return -ENOMEM;
 	s->size += (off_t)len;
 	s->seq++;
 	memcpy(s->last, hash, 32);
@@ -948,7 +998,7 @@ static int stream_write(struct rec *r, struct rec_stream *s, const char *line, s
 		r->unsynced = 1;
 		clock_gettime(CLOCK_MONOTONIC, &r->unsynced_since);
 	}
-	return 0;
+	return s->wb.len >= FLUSH_BYTES ? stream_flush(r, s) : 0;
 }
 
 /* Append a signed checkpoint for <s> (nothing for an empty stream). Returns 0 or -errno. */
@@ -990,6 +1040,7 @@ static int stream_checkpoint(struct rec *r, struct rec_stream *s, const char *re
 	s->clean = !strcmp(reason, "shutdown");
 	free(s->head);
 	s->head = head;
+	s->head_seq = s->seq;
 	return 0;
 }
 
@@ -1033,6 +1084,8 @@ static int stream_rotate(struct rec *r, struct rec_stream *s)
 	if (s->unsigned_n && (e = stream_checkpoint(r, s, "rotation")))
 		return e;
 	if (s->fd >= 0) {
+		if ((e = stream_flush(r, s)))
+			return e;
 		if (fsync(s->fd)) {
 			store_fail(r, -errno, "fsync of a recording segment failed");
 			return -EIO;
@@ -1060,16 +1113,18 @@ static int stream_rotate(struct rec *r, struct rec_stream *s)
 
 /* Append a record to <s>, rotating first when due, then a checkpoint when due. */
 static int stream_append(struct rec *r, struct rec_stream *s, const char *type,
-			 const char *time_s, const char *data, size_t dlen)
+			 const char *time_s, const char *data, size_t dlen, uint64_t *seq)
 {
 	unsigned char hash[32];
 	char t[40];
 	int e;
 
 	if (s->recovery && data != s->recovery) {
-		/* the recovery record that did not fit at open goes first */
+		/* the recovery record that did not fit at open goes first (and out at once: it is
+		 * kept until it is in the segment) */
 		now_str(t);
-		if ((e = stream_append(r, s, "recovery", t, s->recovery, s->recovery_len)))
+		if ((e = stream_append(r, s, "recovery", t, s->recovery, s->recovery_len, NULL)) ||
+		    (e = stream_flush(r, s)))
 			return e;
 		free(s->recovery);
 		s->recovery = NULL;
@@ -1089,6 +1144,8 @@ static int stream_append(struct rec *r, struct rec_stream *s, const char *type,
 	e = stream_write(r, s, r->line.p, r->line.len, hash);
 	if (e)
 		return e;
+	if (seq)
+		*seq = s->seq;
 	s->clean = 0;
 	if (!s->unsigned_n++)
 		s->first_unsigned = time(NULL);
@@ -1097,7 +1154,7 @@ static int stream_append(struct rec *r, struct rec_stream *s, const char *type,
 	return 0;
 }
 
-/* fsync every dirty stream, then update heads and complete the pending records. */
+/* Write and fsync every dirty stream, then update heads and complete the pending records. */
 static void commit(struct rec *r)
 {
 	struct rec_stream *s;
@@ -1106,6 +1163,8 @@ static void commit(struct rec *r)
 
 	for (b = 0; b < BUCKETS; b++)
 		for (s = r->buckets[b]; s; s = s->next) {
+			if (s->wb.len)
+				stream_flush(r, s); /* a failure completes what it concerns */
 			if (s->dirty && s->fd >= 0 && fsync(s->fd)) {
 				store_fail(r, -errno, "fsync of a recording segment failed");
 				status = -EIO;
@@ -1159,14 +1218,14 @@ static struct rec_stream *item_stream(struct rec *r, struct rec_item *it, int *e
 /* Write one queued item; completed at once on failure, else queued for the fsync. */
 static void writer_item(struct rec *r, struct rec_item *it)
 {
-	struct rec_stream *s;
+	struct rec_stream *s = NULL;
 	int e = 0;
 
 	pthread_mutex_lock(&r->mu);
 	e = r->failed;
 	pthread_mutex_unlock(&r->mu);
 	if (!e && (s = item_stream(r, it, &e)))
-		e = stream_append(r, s, it->type, it->time, it->data, it->data_len);
+		e = stream_append(r, s, it->type, it->time, it->data, it->data_len, &it->seq);
 	free(it->data);
 	it->data = NULL;
 	if (e) {
@@ -1175,6 +1234,7 @@ static void writer_item(struct rec *r, struct rec_item *it)
 		free(it);
 		return;
 	}
+	it->s = s;
 	it->next = NULL;
 	*r->pend_t = it;
 	r->pend_t = &it->next;
@@ -1206,7 +1266,8 @@ static double writer_timers(struct rec *r)
 					next = (double)(s->first_unsigned + r->checkpoint_secs -
 							now);
 			}
-			if (s->fd >= 0 && !s->dirty && now - s->last_used > IDLE_CLOSE_SECS) {
+			if (s->fd >= 0 && !s->dirty && !s->wb.len &&
+			    now - s->last_used > IDLE_CLOSE_SECS) {
 				close(s->fd);
 				s->fd = -1;
 			}
@@ -1444,8 +1505,8 @@ static int stream_recover(struct rec *r, const char *name, char *err, size_t err
 	json_decref(data);
 	s->recovery = d.p; /* the store's own from here */
 	s->recovery_len = d.len;
-	if (!e)
-		e = stream_append(r, s, "recovery", t, s->recovery, s->recovery_len);
+	if (!e && !(e = stream_append(r, s, "recovery", t, s->recovery, s->recovery_len, NULL)))
+		e = stream_flush(r, s);
 	if (!e || no_space(e)) {
 		if (e) {
 			/* the disk is full: it is written before the stream's next record */
@@ -1487,6 +1548,7 @@ static void free_streams(struct rec *r)
 				close(s->fd);
 			free(s->head);
 			free(s->recovery);
+			recjson_free(&s->wb);
 			free(s);
 		}
 }

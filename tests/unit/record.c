@@ -550,6 +550,60 @@ static void test_no_space(void)
 }
 
 /* A failed fsync stops the store: the record and every later submit fail with -EIO. */
+/* A batch written with one write() that runs out of room: the segment is cut back, the
+ * chain put back, every record of the batch fails, and later records chain on cleanly. */
+static void test_no_space_batch(void)
+{
+	char dir[600], err[512], path[700], name[REC_STREAM_MAX];
+	struct rlimit rl, old;
+	struct stat st;
+	struct rec *r;
+	int failed;
+
+	snprintf(dir, sizeof(dir), "%s/nospace-batch", tmp);
+	r = open_store(dir, 1 << 20, 1000, err);
+	ok(r != NULL, "store for the batched no-space test");
+	rec_stream_name(docker, 6, name, sizeof(name));
+	reset_counts();
+	block_writer = 1;
+	rec_submit(r, docker, 6, "request", NULL, done, (void *)1);
+	wait_done(1); /* the writer waits in that callback: what follows is one batch */
+	snprintf(path, sizeof(path), "%s/%s/000001.jsonl", dir, name);
+	stat(path, &st);
+	signal(SIGXFSZ, SIG_IGN);
+	getrlimit(RLIMIT_FSIZE, &old);
+	rl = old;
+	rl.rlim_cur = (rlim_t)st.st_size + 1000; /* room for a few of the 40 */
+	setrlimit(RLIMIT_FSIZE, &rl);
+	submit_n(r, docker, 6, 0, 40);
+	pthread_mutex_lock(&mu);
+	block_writer = 0;
+	pthread_cond_broadcast(&cv);
+	pthread_mutex_unlock(&mu);
+	wait_done(41);
+	failed = 41 - n_ok;
+	is_int(last_status, -EFBIG, "the batch fails with -EFBIG");
+	ok(n_ok == 1 && failed == 40, "... all of it: %d ok, %d failed", n_ok, failed);
+	stat(path, &st);
+	ok((rlim_t)st.st_size < rl.rlim_cur, "the segment was cut back to its last record");
+	setrlimit(RLIMIT_FSIZE, &old);
+	reset_counts();
+	submit_n(r, docker, 6, 100, 3);
+	wait_done(3);
+	is_int(n_ok, 3, "with room again, records are written");
+	rec_close(r);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	is_int(count_lines(path), 1 + 3 + 1, "the segment holds the 4 records and the shutdown "
+	       "checkpoint, nothing of the failed batch");
+	snprintf(path, sizeof(path), "%s/record.pub", dir);
+	{
+		json_t *rep;
+
+		ok(rec_verify_path(dir, path, &rep) == 0, "the chain verifies");
+		json_decref(rep);
+	}
+}
+
 static void test_fsync_failure(void)
 {
 	char dir[600], err[512];
@@ -635,6 +689,7 @@ int main(void)
 	test_tamper();
 	test_recovery();
 	test_no_space();
+	test_no_space_batch();
 	test_fsync_failure();
 	test_queue_bound();
 	test_sync_window();
