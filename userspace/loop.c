@@ -432,7 +432,17 @@ static int worker_init(struct worker *w, struct loop *l, char *err, size_t errle
 	w->wake_fd = -1;
 	w->posted_tail = &w->posted;
 	pthread_mutex_init(&w->mu, NULL);
+	/* Completions are run when the worker enters the ring (where it waits), not by
+	 * interrupting it with an IPI wherever it is (5.19+; without it on older kernels).
+	 * IORING_SETUP_DEFER_TASKRUN, which defers them further, measured worse: p99 up to
+	 * 25 ms on the small page. */
+	p.flags |= IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
 	rc = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
+	if (rc == -EINVAL) {
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_SUBMIT_ALL;
+		rc = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
+	}
 	if (rc) {
 		snprintf(err, errlen, "io_uring_queue_init: %s", strerror(-rc));
 		return -1;
