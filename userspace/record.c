@@ -305,8 +305,8 @@ enum rec_line_fault rec_line_check(char *line, size_t len, json_t **rec, unsigne
 		return REC_LINE_MALFORMED;
 	}
 	for (i = 0; i < len; i++)
-		if ((unsigned char)line[i] < 0x20 || (unsigned char)line[i] > 0x7e) {
-			set_err(why, whylen, "byte 0x%02x at column %zu: not printable ASCII",
+		if ((unsigned char)line[i] < 0x20 || (unsigned char)line[i] > 0x7f) {
+			set_err(why, whylen, "byte 0x%02x at column %zu: a control byte or not ASCII",
 				(unsigned char)line[i], i + 1);
 			return REC_LINE_MALFORMED;
 		}
