@@ -1,4 +1,5 @@
-/* sluice-bpf.h - structures shared by the eBPF programs (bpf/redirect.bpf.c) and sluiced.
+/* sluice-bpf.h - structures shared by the eBPF programs (bpf/redirect.bpf.c, bpf/splice.bpf.c)
+ * and sluiced.
  *
  * Fixed-width __u types only: the same bytes are read by both sides. Addresses are always
  * 16 bytes, IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d), ports in host byte order.
@@ -74,6 +75,17 @@ struct sluice_event {
 	__u32 tgid;
 	__u64 netns_cookie;
 	__u64 cgroup_id;
+};
+
+/* --- splice.bpf.c: spliced connections forwarded in the kernel ------------------------- */
+
+#define SLUICE_SPLICE_MAX 65536 /* sockets (two per spliced connection) */
+
+/* Value of the splice_peers map, keyed by a spliced socket's cookie: where what it receives
+ * goes, and how many bytes the verdict program has passed on from it. */
+struct sluice_splice_peer {
+	__u64 peer;         /* the other socket's cookie: its key in splice_targets */
+	__u64 bytes;        /* bytes received on this socket and queued to the peer */
 };
 
 #endif
