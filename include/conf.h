@@ -16,6 +16,8 @@ struct cred_conf;
 #define CONF_MAX_FILE (1 << 20) /* bytes in the configuration file */
 
 enum conf_action { CONF_SPLICE, CONF_DENY };
+/* How spliced bytes pass once the upstream is connected (intercept.splice_via). */
+enum conf_splice_via { CONF_VIA_SOCKMAP, CONF_VIA_COPY };
 
 struct conf_cidr {
 	uint8_t addr[16]; /* IPv4 as IPv4-mapped IPv6 */
@@ -56,6 +58,7 @@ struct sluice_conf {
 	uint16_t inspect_ports[CONF_MAX_LIST];
 	int n_inspect_ports;
 	int peek_timeout_ms;           /* wait for a client's first bytes on other ports */
+	enum conf_splice_via splice_via;
 
 	char *ca_cert, *ca_key;
 

@@ -7,6 +7,7 @@
 #define SLUICE_CONN_H
 
 #include <jansson.h>
+#include <linux/time_types.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -21,6 +22,7 @@
 #include "redirect.h"
 #include "resolve.h"
 #include "sockdiag.h"
+#include "splice.h"
 #include "tls.h"
 
 #define CLI 0
@@ -29,6 +31,16 @@
 #define STREAM_WINDOW (256 * 1024) /* response bytes queued to the agent before BigQuery waits */
 
 enum cstate { C_PEEK, C_SPLICE, C_TLS, C_REQ, C_HOLD, C_UPSTREAM, C_RESP, C_CLOSING };
+
+/* How a spliced connection's bytes pass (proxy.c): copied by sluiced, or, once the upstream
+ * is connected and what sluiced already read has been sent, forwarded by the kernel's socket
+ * hash (intercept.splice_via "sockmap"). */
+enum splice_mode {
+	SPL_COPY,    /* sluiced receives and sends (splice_via "copy", or no other way) */
+	SPL_WANT,    /* to be handed over once the upstream is connected */
+	SPL_DRAIN,   /* receives cancelled, sends finishing: hand over when both are done */
+	SPL_SOCKMAP, /* in the kernel's socket hash (c->pair; per side: krx) */
+};
 
 /* Why a request is held (C_HOLD) for an approval. */
 enum hold_kind { HOLD_NONE, HOLD_OP, HOLD_POLL };
@@ -47,6 +59,9 @@ struct side {
 	struct buf out; /* bytes of the send in flight: never moved while the kernel reads them */
 	struct buf q;   /* bytes queued behind it; swapped into <out> when the send completes */
 	uint64_t bytes_in, bytes_out;
+	/* splice: */
+	int krx;        /* the kernel forwards what this side receives; rop watches it (poll) */
+	int shut;       /* SHUT_WR passed on: the other side ended and all it sent is here */
 };
 
 struct conn {
@@ -55,6 +70,13 @@ struct conn {
 	const struct loop_env *env;
 	struct side s[2];
 	enum cstate st;
+	enum splice_mode spl;
+	struct splice_pair pair; /* SPL_SOCKMAP: the sockets as the kernel forwards them */
+	uint64_t spl_seen;       /* bytes the kernel had forwarded at the last idle check */
+	uint64_t spl_active;     /* ... when they last changed (or the hand-over) */
+	struct op top;           /* a retry timer: a half-close waits for the kernel's queue */
+	struct __kernel_timespec top_ts;
+	unsigned top_ms;
 	struct sluice_origin origin;
 	int have_origin;
 	struct sockdiag_sock agent_sock; /* the kernel's view of the agent's socket; cookie 0:

@@ -22,14 +22,18 @@ struct approve;
 struct rec;
 struct identity;
 struct cred;
+struct splice;
+struct __kernel_timespec;
 
-enum op_kind { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_CONNECT, OP_TIMER, OP_WAKE };
+enum op_kind { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_CONNECT, OP_TIMER, OP_WAKE, OP_POLL,
+	       OP_TIMEOUT };
 
 /* One in-flight operation; its address is the SQE's user_data. */
 struct op {
 	uint8_t kind;
 	uint8_t side;    /* which end of a connection: proxy's business */
 	uint8_t pending;
+	uint8_t cancel;  /* worker_cancel asked for it: it ends with -ECANCELED, not retried */
 	int fd;
 	void *owner;     /* the connection, or the listener for accepts */
 };
@@ -50,6 +54,9 @@ struct loop_env {
 	/* sluiced's own Google credential put on forwarded BigQuery requests, NULL when the
 	 * configuration has no "credential" section (the agent's header is then relayed). */
 	struct cred *cred;
+	/* The socket hash for intercept.splice_via "sockmap" (splice.c), NULL when this kernel
+	 * cannot. Created once at start, shared by every environment. */
+	struct splice *splice;
 };
 
 /* Start <nworkers> workers (0: online CPUs). Returns NULL with <err> set. */
@@ -103,5 +110,13 @@ int worker_send(struct worker *w, struct op *op, int fd, const void *buf, size_t
 /* Post a connect. <addr> must stay valid until completion. */
 int worker_connect(struct worker *w, struct op *op, int fd, const struct sockaddr *addr,
 		   socklen_t len);
+/* Watch <fd> for <events> (POLLRDHUP, POLLERR and POLLHUP are always watched): one
+ * proxy_on_poll per wake-up that brings one, until cancelled. */
+int worker_poll(struct worker *w, struct op *op, int fd, unsigned events);
+/* proxy_on_timeout after <ts> (must stay valid until completion). */
+int worker_timeout(struct worker *w, struct op *op, struct __kernel_timespec *ts);
+/* Cancel the pending <op>: its completion still comes, with -ECANCELED unless it had
+ * already finished. */
+int worker_cancel(struct worker *w, struct op *op);
 
 #endif

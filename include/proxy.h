@@ -22,6 +22,9 @@ void proxy_accepted(struct worker *w, int fd, uint64_t netns, struct sockdiag *d
 void proxy_on_recv(struct worker *w, struct op *op, int res, const char *data, size_t len);
 void proxy_on_send(struct worker *w, struct op *op, int res);
 void proxy_on_connect(struct worker *w, struct op *op, int res);
+/* A watched socket changed state: <res> is its poll mask, or -errno. */
+void proxy_on_poll(struct worker *w, struct op *op, int res);
+void proxy_on_timeout(struct worker *w, struct op *op);
 
 /* An approval was decided (or expired): held requests of this worker look again. Runs on
  * the worker (posted with loop_post_all). */

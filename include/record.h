@@ -167,6 +167,8 @@ struct record_conn {
 	const char *sni;                    /* "" when none */
 	const char *route;                  /* "intercept", "splice" or "deny" */
 	const char *reason;                 /* why it ended or was denied ("" when normal) */
+	const char *splice;                 /* spliced: "kernel", "copy" or "mixed" (the kernel
+					       forwarded one direction); NULL otherwise */
 	uint64_t bytes_in, bytes_out;       /* from and to the agent */
 	uint64_t requests;
 	uint64_t duration_ms;

@@ -311,10 +311,22 @@ static void load_enforce(struct jsonpos_ctx *c, json_t *root, struct sluice_conf
 	conf->bpf_pin_dir = get_str(c, o, "enforce", "bpf_pin_dir", "/sys/fs/bpf/sluice");
 }
 
+static enum conf_splice_via get_splice_via(struct jsonpos_ctx *c, json_t *obj)
+{
+	json_t *v = json_object_get(obj, "splice_via");
+
+	if (!v || (json_is_string(v) && !strcmp(json_string_value(v), "sockmap")))
+		return CONF_VIA_SOCKMAP;
+	if (json_is_string(v) && !strcmp(json_string_value(v), "copy"))
+		return CONF_VIA_COPY;
+	jsonpos_fail(c, "intercept.splice_via", "must be \"sockmap\" or \"copy\"");
+	return CONF_VIA_SOCKMAP;
+}
+
 static void load_intercept(struct jsonpos_ctx *c, json_t *root, struct sluice_conf *conf)
 {
 	static const char *const known[] = { "hosts", "other_tls", "plain_http", "no_sni",
-					     "inspect_ports", "peek_timeout_ms", NULL };
+					     "inspect_ports", "peek_timeout_ms", "splice_via", NULL };
 	json_t *o = get_object(c, root, "", "intercept"), *v;
 	size_t i;
 
@@ -335,6 +347,7 @@ static void load_intercept(struct jsonpos_ctx *c, json_t *root, struct sluice_co
 			conf->inspect_ports[conf->n_inspect_ports++] = default_inspect_ports[i];
 	}
 	conf->peek_timeout_ms = (int)get_int(c, o, "intercept", "peek_timeout_ms", 0, 60000, 300);
+	conf->splice_via = get_splice_via(c, o);
 }
 
 static void load_upstream(struct jsonpos_ctx *c, json_t *root, struct sluice_conf *conf)

@@ -122,6 +122,7 @@ int worker_recv(struct worker *w, struct op *op, int fd)
 	op->kind = OP_RECV;
 	op->fd = fd;
 	op->pending = 1;
+	op->cancel = 0;
 	io_uring_sqe_set_data(sqe, op);
 	return 0;
 }
@@ -136,6 +137,7 @@ int worker_send(struct worker *w, struct op *op, int fd, const void *buf, size_t
 	op->kind = OP_SEND;
 	op->fd = fd;
 	op->pending = 1;
+	op->cancel = 0;
 	io_uring_sqe_set_data(sqe, op);
 	return 0;
 }
@@ -151,7 +153,49 @@ int worker_connect(struct worker *w, struct op *op, int fd, const struct sockadd
 	op->kind = OP_CONNECT;
 	op->fd = fd;
 	op->pending = 1;
+	op->cancel = 0;
 	io_uring_sqe_set_data(sqe, op);
+	return 0;
+}
+
+int worker_poll(struct worker *w, struct op *op, int fd, unsigned events)
+{
+	struct io_uring_sqe *sqe = sqe_get(w);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_poll_multishot(sqe, fd, events);
+	op->kind = OP_POLL;
+	op->fd = fd;
+	op->pending = 1;
+	op->cancel = 0;
+	io_uring_sqe_set_data(sqe, op);
+	return 0;
+}
+
+int worker_timeout(struct worker *w, struct op *op, struct __kernel_timespec *ts)
+{
+	struct io_uring_sqe *sqe = sqe_get(w);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_timeout(sqe, ts, 0, 0);
+	op->kind = OP_TIMEOUT;
+	op->pending = 1;
+	op->cancel = 0;
+	io_uring_sqe_set_data(sqe, op);
+	return 0;
+}
+
+int worker_cancel(struct worker *w, struct op *op)
+{
+	struct io_uring_sqe *sqe = sqe_get(w);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_cancel(sqe, op, 0);
+	io_uring_sqe_set_data(sqe, NULL); /* its own completion says nothing we need */
+	op->cancel = 1;
 	return 0;
 }
 
@@ -364,8 +408,10 @@ static void complete(struct worker *w, struct io_uring_cqe *cqe)
 			io_uring_buf_ring_add(w->br, w->bufs + (size_t)bid * BUF_SIZE, BUF_SIZE,
 					      (unsigned short)bid, io_uring_buf_ring_mask(BUF_COUNT), 0);
 			io_uring_buf_ring_advance(w->br, 1);
-		} else if (cqe->res == -ENOBUFS) {
+		} else if (cqe->res == -ENOBUFS && !op->cancel) {
 			worker_recv(w, op, op->fd); /* every buffer in use: try again */
+		} else if (cqe->res == -ENOBUFS) {
+			proxy_on_recv(w, op, -ECANCELED, NULL, 0); /* not again: it was cancelled */
 		} else {
 			proxy_on_recv(w, op, cqe->res, NULL, 0);
 		}
@@ -377,6 +423,15 @@ static void complete(struct worker *w, struct io_uring_cqe *cqe)
 	case OP_CONNECT:
 		op->pending = 0;
 		proxy_on_connect(w, op, cqe->res);
+		break;
+	case OP_POLL:
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			op->pending = 0;
+		proxy_on_poll(w, op, cqe->res);
+		break;
+	case OP_TIMEOUT:
+		op->pending = 0;
+		proxy_on_timeout(w, op);
 		break;
 	case OP_TIMER:
 		w->now_ms = mono_ms();

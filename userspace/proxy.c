@@ -5,7 +5,9 @@
  * and one send at most per socket: a side is read again only when what it sent before has
  * been passed on, which is the backpressure in both directions.
  *
- *   PEEK -> SPLICE                      not an intercepted host: bytes pass unchanged
+ *   PEEK -> SPLICE                      not an intercepted host: bytes pass unchanged,
+ *                                       copied until the upstream is connected, then
+ *                                       forwarded inside the kernel (splice.c)
  *        -> DENY (error, close)         by configuration, or fail closed
  *        -> TLS handshake -> REQ -> UPSTREAM -> RESP -> REQ ...   intercepted host
  *                             \-> HOLD (an approval) -/
@@ -19,6 +21,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -68,19 +71,30 @@ static int ops_pending(struct conn *c)
 	for (i = 0; i < 2; i++)
 		if (c->s[i].rop.pending || c->s[i].sop.pending || c->s[i].cop.pending)
 			return 1;
-	return c->resolving || c->recording;
+	return c->resolving || c->recording || c->top.pending;
 }
 
 static void conn_free(struct conn *c)
 {
 	const struct sluice_conf *conf = c->env->conf;
-	struct record_conn rc = {
+	/* what the kernel forwarded of a spliced connection, on top of what sluiced copied */
+	uint64_t kin = 0, kout = 0;
+	struct record_conn rc;
+	int i, rx = c->pair.rx;
+
+	if (rx) {
+		kin = splice_forwarded(c->env->splice, &c->pair, CLI);
+		kout = splice_forwarded(c->env->splice, &c->pair, UP);
+		splice_detach(c->env->splice, &c->pair);
+	}
+	rc = (struct record_conn){
 		.origin = c->have_origin ? &c->origin : NULL, .cgroup = c->cgroup, .sni = c->sni,
 		.route = c->route, .reason = c->reason ? c->reason : "",
-		.bytes_in = c->s[CLI].bytes_in, .bytes_out = c->s[CLI].bytes_out,
+		.splice = strcmp(c->route, "splice") ? NULL : rx == 3 ? "sockmap" :
+			  rx ? "sockmap+copy" : "copy",
+		.bytes_in = c->s[CLI].bytes_in + kin, .bytes_out = c->s[CLI].bytes_out + kout,
 		.requests = c->requests, .duration_ms = worker_now_ms(c->w) - c->opened_ms,
 	};
-	int i;
 
 	if (c->have_origin)
 		record_conn(conf->record_dir, &rc);
@@ -293,6 +307,7 @@ static void start_splice(struct conn *c)
 
 	c->route = "splice";
 	c->st = C_SPLICE;
+	c->spl = c->env->conf->splice_via == CONF_VIA_COPY ? SPL_COPY : SPL_WANT;
 	c->deadline = worker_now_ms(c->w) + (uint64_t)c->env->conf->idle_timeout_ms;
 	rc = choose_upstream(c);
 	if (rc < 0)
@@ -493,6 +508,166 @@ static void drive_tls(struct conn *c, int i)
 		s->eof = 1;
 }
 
+/* --- splice: bytes pass unchanged ----------------------------------------------------------
+ *
+ * sluiced copies a spliced connection's bytes only until the upstream is connected: then it
+ * stops receiving (cancelling the receives in flight), lets its sends finish, and hands both
+ * sockets to the kernel's socket hash (splice.c, intercept.splice_via "sockmap"), which from
+ * then on moves every byte without sluiced. sluiced keeps a poll on each socket for its end:
+ * a FIN is passed on (shutdown(SHUT_WR)) once the kernel has written everything that came
+ * before it, so a half-closed connection still carries the other direction; an error closes
+ * both sockets. The copy path remains for splice_via "copy", a kernel without sockmap, and a
+ * side the kernel could not take (its peer closed meanwhile).
+ */
+
+/* Nothing read and not yet passed on, nothing being received or sent: the kernel may take
+ * over without anything being overtaken. */
+static int splice_quiet(const struct conn *c)
+{
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		const struct side *s = &c->s[i];
+
+		if (s->rop.pending || s->sop.pending || s->in.len || unsent(s) || s->eof)
+			return 0;
+	}
+	return 1;
+}
+
+/* How often the kernel's counters are looked at for the idle timeout of a connection the
+ * socket hash forwards: it closes between 1 and 1.25 idle timeouts after its last byte. */
+static uint64_t splice_idle_check(const struct conn *c)
+{
+	uint64_t q = (uint64_t)c->env->conf->idle_timeout_ms / 4;
+
+	return q > 100 ? q : 100;
+}
+
+static int splice_sockmap(struct conn *c)
+{
+	static atomic_int told;
+	char err[256];
+	int i;
+
+	if (!c->env->splice)
+		return -1; /* not loadable here: said once at start */
+	if (splice_attach(c->env->splice, &c->pair, c->s[CLI].fd, c->s[UP].fd, err,
+			  sizeof(err))) {
+		if (errno == EOPNOTSUPP) /* a side is no longer established: ending */
+			log_debug("proxy", "splice not handed to the socket hash: %s", err);
+		else if (!atomic_exchange(&told, 1))
+			log_warn("proxy", "a spliced connection could not join the socket hash: %s "
+				 "(said once; later ones at debug level)", err);
+		else
+			log_debug("proxy", "splice not handed to the socket hash: %s", err);
+		return -1;
+	}
+	c->spl = SPL_SOCKMAP;
+	c->spl_active = worker_now_ms(c->w);
+	c->deadline = c->spl_active + splice_idle_check(c);
+	for (i = 0; i < 2; i++)
+		c->s[i].krx = (c->pair.rx >> i) & 1;
+	return 0;
+}
+
+/* Hand the quiet connection over to the socket hash, else go on copying. */
+static void splice_hand_over(struct conn *c)
+{
+	int i;
+
+	if (splice_sockmap(c)) {
+		c->spl = SPL_COPY;
+		return;
+	}
+	for (i = 0; i < 2; i++) {
+		buf_free(&c->s[i].in); /* all empty: a copied side allocates again */
+		buf_free(&c->s[i].out);
+		buf_free(&c->s[i].q);
+	}
+}
+
+/* Has side <i> ended, and everything it sent been written toward the other side? 1 yes,
+ * 0 not yet, -1 the other side failed. */
+static int splice_passed_on(struct conn *c, int i)
+{
+	struct side *s = &c->s[i], *o = &c->s[!i];
+
+	if (!s->eof)
+		return 0;
+	if (s->krx)
+		return splice_drained(c->env->splice, &c->pair, i);
+	return !s->in.len && !unsent(o) && !o->sop.pending;
+}
+
+static void splice_advance(struct conn *c)
+{
+	struct side *a = &c->s[CLI], *u = &c->s[UP];
+	int i, rc;
+
+	if (!u->connected)
+		return; /* what the agent sent waits in a->in */
+	if (a->in.len && unsent(u) < SPLICE_WINDOW) {
+		buf_append(&u->q, a->in.p, a->in.len, SIZE_MAX);
+		a->in.len = 0;
+	}
+	if (u->in.len && unsent(a) < SPLICE_WINDOW) {
+		buf_append(&a->q, u->in.p, u->in.len, SIZE_MAX);
+		u->in.len = 0;
+	}
+	if (c->spl == SPL_WANT)
+		c->spl = SPL_DRAIN; /* conn_pump cancels the receives, posts no more */
+	if (c->spl == SPL_DRAIN && (a->eof || u->eof))
+		c->spl = SPL_COPY; /* ending already: not worth handing over */
+	if (c->spl == SPL_DRAIN && splice_quiet(c))
+		splice_hand_over(c);
+	for (i = 0; i < 2; i++) {
+		if (c->s[!i].shut)
+			continue;
+		rc = splice_passed_on(c, i);
+		if (rc < 0) {
+			conn_close(c, i == CLI ? "the agent's side failed" :
+				   "the original destination's side failed");
+			return;
+		}
+		if (rc) {
+			shutdown(c->s[!i].fd, SHUT_WR);
+			c->s[!i].shut = 1;
+		} else if (c->s[i].eof && c->s[i].krx && !c->top.pending) {
+			/* the kernel still holds some: look again soon (1 ms, doubling to 64) */
+			c->top_ms = c->top_ms ? (c->top_ms < 64 ? c->top_ms * 2 : 64) : 1;
+			c->top_ts.tv_sec = 0;
+			c->top_ts.tv_nsec = (long long)c->top_ms * 1000000;
+			worker_timeout(c->w, &c->top, &c->top_ts);
+		}
+	}
+	if (a->eof && u->eof && a->shut && u->shut)
+		conn_close(c, NULL);
+}
+
+/* Post what a spliced connection needs beyond sends: receives on the sides sluiced copies,
+ * a watch on the sides the kernel forwards, cancels while handing over. */
+static void splice_pump(struct conn *c)
+{
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		struct side *s = &c->s[i], *o = &c->s[!i];
+
+		if (s->fd < 0 || (i == UP && !s->connected))
+			continue;
+		if (c->spl == SPL_DRAIN) {
+			if (s->rop.pending && !s->rop.cancel)
+				worker_cancel(c->w, &s->rop);
+		} else if (s->krx) {
+			if (!s->rop.pending && !(s->eof && s->shut)) /* else: nothing left to hear */
+				worker_poll(c->w, &s->rop, s->fd, POLLRDHUP);
+		} else if (!s->eof && !s->rop.pending && unsent(o) < SPLICE_WINDOW) {
+			worker_recv(c->w, &s->rop, s->fd);
+		}
+	}
+}
+
 void conn_advance(struct conn *c)
 {
 	struct side *a = &c->s[CLI], *u = &c->s[UP];
@@ -508,16 +683,7 @@ void conn_advance(struct conn *c)
 		peek(c);
 		break;
 	case C_SPLICE:
-		if (u->connected && a->in.len && unsent(u) < SPLICE_WINDOW) {
-			buf_append(&u->q, a->in.p, a->in.len, SIZE_MAX);
-			a->in.len = 0;
-		}
-		if (u->in.len && unsent(a) < SPLICE_WINDOW) {
-			buf_append(&a->q, u->in.p, u->in.len, SIZE_MAX);
-			u->in.len = 0;
-		}
-		if ((a->eof && !unsent(u)) || (u->eof && !unsent(a)))
-			c->close_after_send = 1;
+		splice_advance(c);
 		break;
 	case C_TLS:
 	case C_HOLD: /* waiting for an approver; the tick and proxy_approvals_changed go on */
@@ -578,22 +744,30 @@ void conn_pump(struct conn *c)
 	if (c->close_after_send && !unsent(&c->s[CLI]) && !c->s[CLI].sop.pending &&
 	    c->st != C_CLOSING)
 		conn_close(c, NULL);
-	if (c->st != C_CLOSING) {
+	if (c->st == C_SPLICE) {
+		splice_pump(c);
+	} else if (c->st != C_CLOSING) {
 		struct side *a = &c->s[CLI], *u = &c->s[UP];
 		int want_a = !a->eof && !a->rop.pending && !c->close_after_send &&
-			     (c->st != C_SPLICE || unsent(u) < SPLICE_WINDOW) &&
 			     (c->st != C_RESP && c->st != C_UPSTREAM && c->st != C_HOLD);
 		int want_u = u->fd >= 0 && u->connected && !u->eof && !u->rop.pending &&
-			     (c->st == C_UPSTREAM || (c->st == C_RESP && unsent(a) < STREAM_WINDOW) ||
-			      (c->st == C_SPLICE && unsent(a) < SPLICE_WINDOW));
+			     (c->st == C_UPSTREAM || (c->st == C_RESP && unsent(a) < STREAM_WINDOW));
 
 		if (want_a)
 			worker_recv(c->w, &a->rop, a->fd);
 		if (want_u)
 			worker_recv(c->w, &u->rop, u->fd);
 	}
-	if (c->st == C_CLOSING && !ops_pending(c))
-		conn_free(c);
+	if (c->st == C_CLOSING) {
+		/* shutdown() ends receives; a watch and a timer have to be cancelled */
+		for (i = 0; i < 2; i++)
+			if (c->s[i].rop.pending && c->s[i].rop.kind == OP_POLL && !c->s[i].rop.cancel)
+				worker_cancel(c->w, &c->s[i].rop);
+		if (c->top.pending && !c->top.cancel)
+			worker_cancel(c->w, &c->top);
+		if (!ops_pending(c))
+			conn_free(c);
+	}
 }
 
 void proxy_approvals_changed(void *worker)
@@ -703,6 +877,7 @@ void proxy_accepted(struct worker *w, int fd, uint64_t netns, struct sockdiag *d
 		c->s[i].rop.owner = c->s[i].sop.owner = c->s[i].cop.owner = c;
 		c->s[i].rop.side = c->s[i].sop.side = c->s[i].cop.side = (uint8_t)i;
 	}
+	c->top.owner = c;
 	c->s[CLI].fd = fd;
 	c->next = *head_of(w);
 	if (c->next)
@@ -740,13 +915,18 @@ void proxy_on_recv(struct worker *w, struct op *op, int res, const char *data, s
 	c->active_ms = worker_now_ms(w);
 	c->trimmed = 0;
 	if (c->st != C_CLOSING) {
-		if (res <= 0) {
+		if (res == -ECANCELED && op->cancel) {
+			/* cancelled for the hand-over to the kernel: nothing ended */
+		} else if (res <= 0) {
 			if (res < 0 && !c->reason)
 				c->reason = op->side == CLI ? "receive error from the agent" :
-					    "receive error from BigQuery";
+					    c->st == C_SPLICE ? "receive error from the original "
+					    "destination" : "receive error from BigQuery";
 			else if (!c->reason && op->side == UP && c->st != C_SPLICE)
 				c->reason = "BigQuery closed the connection";
 			s->eof = 1;
+			if (res < 0 && c->st == C_SPLICE)
+				conn_close(c, NULL); /* an error, not an end: no half-close */
 		} else {
 			if (op->side == CLI)
 				s->bytes_in += len;
@@ -813,6 +993,38 @@ void proxy_on_send(struct worker *w, struct op *op, int res)
 	conn_pump(c);
 }
 
+/* A socket the kernel forwards changed state: its peer ended (POLLRDHUP: passed on by
+ * splice_advance once the kernel has written the rest) or failed (POLLERR: both close). */
+void proxy_on_poll(struct worker *w, struct op *op, int res)
+{
+	struct conn *c = op->owner;
+	struct side *s = &c->s[op->side];
+
+	c->active_ms = worker_now_ms(w);
+	if (c->st != C_CLOSING && !(res == -ECANCELED && op->cancel)) {
+		if (res < 0 || (res & (POLLERR | POLLNVAL)) || ((res & POLLHUP) && !s->shut)) {
+			/* an error, a reset, or gone without a FIN */
+			conn_close(c, op->side == CLI ? "error on the agent's connection" :
+				   "error on the original destination's connection");
+		} else {
+			if (res & (POLLRDHUP | POLLHUP))
+				s->eof = 1;
+			conn_advance(c);
+		}
+	}
+	conn_pump(c);
+}
+
+/* A timer ran out: a half-close waiting for the kernel looks again. */
+void proxy_on_timeout(struct worker *w, struct op *op)
+{
+	struct conn *c = op->owner;
+
+	if (c->st != C_CLOSING)
+		conn_advance(c);
+	conn_pump(c);
+}
+
 void proxy_on_connect(struct worker *w, struct op *op, int res)
 {
 	struct conn *c = op->owner;
@@ -849,6 +1061,20 @@ void proxy_tick(struct worker *w)
 			hold_recheck(c, 1);
 			conn_pump(c);
 			continue;
+		}
+		if (c->st == C_SPLICE && c->spl == SPL_SOCKMAP && c->deadline && now > c->deadline) {
+			/* the kernel moves the bytes: idle when its counters stand still */
+			uint64_t seen = splice_forwarded(c->env->splice, &c->pair, CLI) +
+					splice_forwarded(c->env->splice, &c->pair, UP);
+
+			if (seen != c->spl_seen) {
+				c->spl_seen = seen;
+				c->spl_active = now;
+			}
+			if (now - c->spl_active < (uint64_t)c->env->conf->idle_timeout_ms) {
+				c->deadline = now + splice_idle_check(c);
+				continue;
+			}
 		}
 		if (c->st != C_CLOSING && c->deadline && now > c->deadline) {
 			conn_close(c, c->st == C_PEEK || c->st == C_TLS ? "handshake timeout"

@@ -1789,6 +1789,8 @@ static json_t *conn_fields(const struct record_conn *rc)
 	json_object_set_new(o, "sni", json_string(rc->sni ? rc->sni : ""));
 	json_object_set_new(o, "route", json_string(rc->route ? rc->route : ""));
 	json_object_set_new(o, "reason", json_string(rc->reason ? rc->reason : ""));
+	if (rc->splice)
+		json_object_set_new(o, "splice", json_string(rc->splice));
 	json_object_set_new(o, "requests", json_integer((json_int_t)rc->requests));
 	json_object_set_new(o, "bytes_from_agent", json_integer((json_int_t)rc->bytes_in));
 	json_object_set_new(o, "bytes_to_agent", json_integer((json_int_t)rc->bytes_out));

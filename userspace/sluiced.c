@@ -27,6 +27,7 @@
 #include "proxy.h"
 #include "record.h"
 #include "redirect.h"
+#include "splice.h"
 #include "tls.h"
 
 #define DEFAULT_CONFIG "/etc/sluice/sluice.json"
@@ -57,6 +58,7 @@ struct daemon {
 	 * (with identity.hmac_key_file, tokens also survive the restart). */
 	struct identity *identity;
 	struct cred *cred;
+	struct splice *splice;   /* NULL: this kernel cannot; spliced bytes are copied */
 	struct loop *loop;
 	struct loop_env *env;
 	struct loop_env *old_envs[64];
@@ -98,6 +100,7 @@ static struct loop_env *make_env(struct daemon *d, struct sluice_conf *conf, cha
 	env->rec = d->rec;
 	env->identity = d->identity;
 	env->cred = d->cred;
+	env->splice = d->splice;
 	env->policy = policy_load(conf->policy, err, errlen);
 	if (!env->policy) {
 		free(env);
@@ -509,6 +512,15 @@ static int run(struct daemon *d, char *err, size_t errlen)
 		return -1;
 	if (make_identity(d, err, errlen) || start_identity(d, err, errlen))
 		return -1;
+	{
+		char why[256];
+
+		d->splice = splice_open(why, sizeof(why));
+		if (!d->splice)
+			log_msg(d->conf->splice_via == CONF_VIA_SOCKMAP ? LOG_WARN : LOG_DEBUG, "main",
+				"intercept.splice_via \"sockmap\" is not available here: spliced "
+				"connections are copied through sluiced (%s)", why);
+	}
 	d->env = make_env(d, d->conf, err, errlen);
 	if (!d->env)
 		return -1;
@@ -644,6 +656,7 @@ int main(int argc, char **argv)
 		free(d.conf);
 	}
 	redirect_close(d.redirect);
+	splice_close(d.splice); /* after the workers: they held the spliced sockets */
 	cred_free(d.cred);
 	for (i = 0; i < 100 && atomic_load(&jwks_fetches) > 0; i++)
 		usleep(100000); /* a JWKS fetch still running uses the identity */

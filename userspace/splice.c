@@ -157,6 +157,7 @@ undo:
 	forget(s, p);
 	p->rx = 0;
 	snprintf(err, errlen, "adding the sockets to %s: %s", what, strerror(e));
+	errno = e; /* EOPNOTSUPP: a socket is no longer established */
 	return -1;
 }
 
