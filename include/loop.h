@@ -55,7 +55,8 @@ struct loop_env {
 	 * configuration has no "credential" section (the agent's header is then relayed). */
 	struct cred *cred;
 	/* The socket hash for intercept.splice_via "sockmap" (splice.c), NULL when this kernel
-	 * cannot. Created once at start, shared by every environment. */
+	 * cannot (spliced bytes are then copied). Loaded once at start whatever the setting, so
+	 * that a reload can choose it; shared by every environment. */
 	struct splice *splice;
 };
 

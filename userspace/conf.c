@@ -315,12 +315,12 @@ static enum conf_splice_via get_splice_via(struct jsonpos_ctx *c, json_t *obj)
 {
 	json_t *v = json_object_get(obj, "splice_via");
 
-	if (!v || (json_is_string(v) && !strcmp(json_string_value(v), "sockmap")))
-		return CONF_VIA_SOCKMAP;
-	if (json_is_string(v) && !strcmp(json_string_value(v), "copy"))
+	if (!v || (json_is_string(v) && !strcmp(json_string_value(v), "copy")))
 		return CONF_VIA_COPY;
-	jsonpos_fail(c, "intercept.splice_via", "must be \"sockmap\" or \"copy\"");
-	return CONF_VIA_SOCKMAP;
+	if (json_is_string(v) && !strcmp(json_string_value(v), "sockmap"))
+		return CONF_VIA_SOCKMAP;
+	jsonpos_fail(c, "intercept.splice_via", "must be \"copy\" or \"sockmap\"");
+	return CONF_VIA_COPY;
 }
 
 static void load_intercept(struct jsonpos_ctx *c, json_t *root, struct sluice_conf *conf)

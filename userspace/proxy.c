@@ -6,8 +6,8 @@
  * been passed on, which is the backpressure in both directions.
  *
  *   PEEK -> SPLICE                      not an intercepted host: bytes pass unchanged,
- *                                       copied until the upstream is connected, then
- *                                       forwarded inside the kernel (splice.c)
+ *                                       copied, or (splice_via "sockmap") forwarded by the
+ *                                       kernel once the upstream is connected (splice.c)
  *        -> DENY (error, close)         by configuration, or fail closed
  *        -> TLS handshake -> REQ -> UPSTREAM -> RESP -> REQ ...   intercepted host
  *                             \-> HOLD (an approval) -/
@@ -510,14 +510,15 @@ static void drive_tls(struct conn *c, int i)
 
 /* --- splice: bytes pass unchanged ----------------------------------------------------------
  *
- * sluiced copies a spliced connection's bytes only until the upstream is connected: then it
- * stops receiving (cancelling the receives in flight), lets its sends finish, and hands both
- * sockets to the kernel's socket hash (splice.c, intercept.splice_via "sockmap"), which from
- * then on moves every byte without sluiced. sluiced keeps a poll on each socket for its end:
- * a FIN is passed on (shutdown(SHUT_WR)) once the kernel has written everything that came
- * before it, so a half-closed connection still carries the other direction; an error closes
- * both sockets. The copy path remains for splice_via "copy", a kernel without sockmap, and a
- * side the kernel could not take (its peer closed meanwhile).
+ * By default sluiced copies a spliced connection's bytes (receive, queue to the other side,
+ * send). With intercept.splice_via "sockmap" it copies only until the upstream is connected:
+ * then it stops receiving (cancelling the receives in flight), lets its sends finish, and
+ * hands both sockets to the kernel's socket hash (splice.c), which from then on moves every
+ * byte without sluiced; sluiced keeps a poll on each socket for its end. Either way a FIN is
+ * passed on (shutdown(SHUT_WR)) once everything that came before it has been written, so a
+ * half-closed connection still carries the other direction, and an error closes both
+ * sockets. The copy path also serves a kernel without sockmap and a side the kernel could
+ * not take (its peer closed meanwhile).
  */
 
 /* Nothing read and not yet passed on, nothing being received or sent: the kernel may take

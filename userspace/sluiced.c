@@ -519,7 +519,7 @@ static int run(struct daemon *d, char *err, size_t errlen)
 		if (!d->splice)
 			log_msg(d->conf->splice_via == CONF_VIA_SOCKMAP ? LOG_WARN : LOG_DEBUG, "main",
 				"intercept.splice_via \"sockmap\" is not available here: spliced "
-				"connections are copied through sluiced (%s)", why);
+				"connections are copied by sluiced (%s)", why);
 	}
 	d->env = make_env(d, d->conf, err, errlen);
 	if (!d->env)

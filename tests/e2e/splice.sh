@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Description: spliced connections (hosts and ports sluiced does not intercept) forwarded
-# inside the kernel, end to end from an enforced test container: TLS to a host that is not
-# intercepted carries 8 MB of random bytes each way at once, byte-exact, with the server's
-# own certificate; a server-speaks-first service gets its banner through, then 8 MB from the
-# agent, a half-close by the agent, and the server's answer after it; the connection records
-# say "sockmap" and count exactly the bytes each side saw; an idle spliced connection is
-# closed at the idle timeout while a slow but live one is not; a reset is passed on. Then
-# the same service again with intercept.splice_via "copy". Needs root and cgroup v2.
+# inside the kernel (intercept.splice_via "sockmap"), end to end from an enforced test
+# container: TLS to a host that is not intercepted carries 8 MB of random bytes each way at
+# once, byte-exact, with the server's own certificate; a server-speaks-first service gets its
+# banner through, then 8 MB from the agent, a half-close by the agent, and the server's
+# answer after it; the connection records say "sockmap" and count exactly the bytes each side
+# saw; an idle spliced connection is closed at the idle timeout while a slow but live one is
+# not; a reset is passed on. Then the same service with the default, copying path (the same
+# bytes, the same half-close). Needs root and cgroup v2.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/assert.sh
 . tests/lib/container.sh
@@ -17,8 +18,10 @@ gate_standin || exit 1
 ct_create agent 127.0.0.1
 TLS_PORT=$(gate_free_port)
 RAW_PORT=$(gate_free_port)
-# The TLS server's port is inspected (peeked at), the raw one is not; the idle timeout is short.
-gate_config "$(ct_cgroup agent)" ", \"intercept\": { \"inspect_ports\": [443, $TLS_PORT] },
+# Spliced bytes through the kernel's socket hash; the TLS server's port is inspected (peeked
+# at), the raw one is not; the idle timeout is short.
+gate_config "$(ct_cgroup agent)" ", \"intercept\": { \"splice_via\": \"sockmap\",
+  \"inspect_ports\": [443, $TLS_PORT] },
   \"limits\": { \"idle_timeout_ms\": 1500 }" || exit 1
 gate_start || exit 1
 gate_warm agent || exit 1
@@ -171,8 +174,9 @@ check_contains "a reset by the server closes the agent's connection" "$out" clos
 check_contains "... recorded with why" "$(conn_rec "$((RAW_PORT + 1))" 1)" \
   "splice sockmap error on the original destination's connection"
 
-# 5. The copy path (as on a kernel without sockmap): the same service, the same bytes.
-sed -i 's/"inspect_ports"/"splice_via": "copy", "inspect_ports"/' "$d/sluice.json"
+# 5. The copy path (the default; also a kernel without sockmap): the same service, the same
+# bytes, the same half-close.
+sed -i 's/"splice_via": "sockmap"/"splice_via": "copy"/' "$d/sluice.json"
 n=$(grep -c reloaded "$d/sluiced.log")
 kill -HUP "$SLUICED_PID"
 for i in $(seq 50); do [ "$(grep -c reloaded "$d/sluiced.log")" -gt "$n" ] && break; sleep 0.1; done

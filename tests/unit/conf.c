@@ -48,7 +48,7 @@ int main(void)
 	ok(!conf_host_matches(&c.hosts, "storage.googleapis.com"), "other Google hosts: not ours");
 	is_int(c.other_tls, CONF_SPLICE, "other TLS is spliced by default");
 	is_int(c.no_sni, CONF_DENY, "TLS without SNI is denied by default");
-	is_int(c.splice_via, CONF_VIA_SOCKMAP, "spliced bytes go through the socket hash by default");
+	is_int(c.splice_via, CONF_VIA_COPY, "spliced bytes are copied by default");
 	is_str(c.control_socket, "/run/sluice/sluice.sock", "default control socket");
 
 	is_int(load("{\"listen_port\": 9000,\n \"enforce\": {\"cgroups\": [\"/agents\"],\n"
@@ -74,7 +74,7 @@ int main(void)
 		"not a CIDR");
 	refused("{\"intercept\": {\"other_tls\": \"allow\"}}", 1, "intercept.other_tls", "splice");
 	refused("{\"intercept\": {\n\"splice_via\": \"pipe\"}}", 2, "intercept.splice_via",
-		"\"sockmap\" or \"copy\"");
+		"\"copy\" or \"sockmap\"");
 	refused("{\"upstream\": {\"overrides\": [{}, \n{\"host\": \"h\"}]}}", 1,
 		"upstream.overrides[0]", "address");
 	refused("[]", 1, "(top level)", "JSON object");
