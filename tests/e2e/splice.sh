@@ -18,6 +18,7 @@ gate_standin || exit 1
 ct_create agent 127.0.0.1
 TLS_PORT=$(gate_free_port)
 RAW_PORT=$(gate_free_port)
+RST_PORT=$(gate_free_port)
 # Spliced bytes through the kernel's socket hash; the TLS server's port is inspected (peeked
 # at), the raw one is not; the idle timeout is short.
 gate_config "$(ct_cgroup agent)" ", \"intercept\": { \"splice_via\": \"sockmap\",
@@ -162,16 +163,16 @@ check_eq "a slow spliced connection (a byte every 250 ms for 3 s) stays open" \
 # 4. A reset by the server (once the kernel forwards) closes the agent's connection too.
 node -e '
   const s = require("net").createServer(c => { setTimeout(() => c.resetAndDestroy(), 300); });
-  s.listen(+process.argv[1], "127.0.0.1", () => console.log("up"));' "$((RAW_PORT + 1))" \
+  s.listen(+process.argv[1], "127.0.0.1", () => console.log("up"));' "$RST_PORT" \
   > "$d/rst.log" 2>&1 &
 GATE_PIDS+=($!)
 gate_wait_for "$d/rst.log" up
 out=$(ct_exec agent timeout 10 node -e '
   const s = require("net").connect(+process.argv[1], "127.0.0.1");
   s.on("close", () => console.log("closed")); s.on("error", e => console.log("ERR " + e.code));' \
-  "$((RAW_PORT + 1))" 2>&1)
+  "$RST_PORT" 2>&1)
 check_contains "a reset by the server closes the agent's connection" "$out" closed
-check_contains "... recorded with why" "$(conn_rec "$((RAW_PORT + 1))" 1)" \
+check_contains "... recorded with why" "$(conn_rec "$RST_PORT" 1)" \
   "splice sockmap error on the original destination's connection"
 
 # 5. The copy path (the default; also a kernel without sockmap): the same service, the same
