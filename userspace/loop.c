@@ -17,6 +17,7 @@
 #include "loop.h"
 #include "proxy.h"
 #include "record.h"
+#include "sockdiag.h"
 
 #define RING_ENTRIES 4096
 #define BUF_COUNT 512         /* receive buffers per worker (power of two) */
@@ -592,6 +593,27 @@ void loop_set_env(struct loop *l, const struct loop_env *env)
 	atomic_store(&l->env, env);
 }
 
+/* The listeners' sock_diag handles are shared by every worker: close each one once. */
+static void close_diags(struct loop *l)
+{
+	static struct sockdiag *seen[MAX_LISTENERS];
+	int n = 0, i, j, k;
+
+	for (i = 0; i < l->n; i++) {
+		for (j = 0; j < l->w[i].n_socks + l->w[i].n_pending; j++) {
+			struct sockdiag *d = j < l->w[i].n_socks ? l->w[i].socks[j].diag :
+					     l->w[i].pending[j - l->w[i].n_socks].diag;
+
+			for (k = 0; d && k < n && seen[k] != d; k++)
+				;
+			if (d && k == n && n < MAX_LISTENERS)
+				seen[n++] = d;
+		}
+	}
+	for (k = 0; k < n; k++)
+		sockdiag_close(seen[k]);
+}
+
 void loop_stop(struct loop *l, int drain_ms)
 {
 	int i;
@@ -601,8 +623,10 @@ void loop_stop(struct loop *l, int drain_ms)
 		atomic_store(&l->w[i].stopping, 1);
 		wake(&l->w[i]);
 	}
-	for (i = 0; i < l->n; i++) {
+	for (i = 0; i < l->n; i++)
 		pthread_join(l->w[i].thread, NULL);
+	close_diags(l);
+	for (i = 0; i < l->n; i++) {
 		io_uring_queue_exit(&l->w[i].ring);
 		munmap(l->w[i].br, BUF_COUNT * sizeof(struct io_uring_buf));
 		free(l->w[i].bufs);
