@@ -25,24 +25,11 @@
 
 int buf_append(struct buf *b, const void *p, size_t n, size_t limit)
 {
-	size_t need = b->len + n, cap;
-	char *np;
-
-	if (need > limit)
+	if (b->len + n > limit || buf_reserve(b, n))
 		return -1;
-	if (need > b->cap) {
-		cap = b->cap ? b->cap : 4096;
-		while (cap < need)
-			cap *= 2;
-		np = realloc(b->p, cap);
-		if (!np)
-			return -1;
-		b->p = np;
-		b->cap = cap;
-	}
 	if (n) /* p may be NULL with nothing to copy (a request without a body) */
 		memcpy(b->p + b->len, p, n);
-	b->len = need;
+	b->len += n;
 	return 0;
 }
 

@@ -19,6 +19,7 @@
 #endif
 
 #include "detect.h"
+#include "jsonbits.h"
 
 #define EMAIL_MAX 254
 
@@ -487,33 +488,6 @@ static inline void dclassify_tail(const char *e, unsigned n, struct dblock *b)
 		b->upper >>= k;
 		b->sep >>= k;
 	}
-}
-
-/* The same escaped-byte and prefix-XOR steps as jsonseg.c's block scan (simdjson's). */
-static inline uint64_t escaped_bytes(uint64_t bs, int *carry)
-{
-	const uint64_t odd = 0xAAAAAAAAAAAAAAAAull;
-	uint64_t in = (uint64_t)*carry, pot, code;
-
-	if (!bs) {
-		*carry = 0;
-		return in;
-	}
-	pot = bs & ~in;
-	code = (((pot << 1) | odd) - pot) ^ odd;
-	*carry = (int)((code & bs) >> 63);
-	return code ^ (bs | in);
-}
-
-static inline uint64_t prefix_xor(uint64_t x)
-{
-	x ^= x << 1;
-	x ^= x << 2;
-	x ^= x << 4;
-	x ^= x << 8;
-	x ^= x << 16;
-	x ^= x << 32;
-	return x;
 }
 
 /* What candidates() keeps of a block for the next one: the masks it looks back into. */
