@@ -17,6 +17,10 @@ ct_require
 DUR=${BENCH_SECONDS:-8}
 CONNS=${BENCH_CONNS:-32}
 IDLE=${BENCH_IDLE:-10000}
+# While tuning: BENCH_SIZES="small" runs one page size; BENCH_QUICK=1 leaves out the spliced
+# cells and the idle-connection memory (the table then shows 0 for them).
+SIZES=${BENCH_SIZES:-small large}
+QUICK=${BENCH_QUICK:-}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 
 GATE_DIR=$(mktemp -d /tmp/sluice-bench.XXXXXX)
@@ -116,6 +120,17 @@ run_wrk() {
     /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) } /^Requests\/sec/ { rps = $2 }
     END { if (bad) printf "0(%s-non-2xx) 0 0\n", bad; else printf "%d %.2f %.2f\n", rps, p50, p99 }'
 }
+# profiled NAME CMD...: CMD's output; with BENCH_PROFILE=1 also a cpu-clock profile of
+# sluiced while CMD runs (build/perf-NAME.txt)
+profiled() {
+  local name=$1 perf_pid; shift
+  [ -z "${BENCH_PROFILE:-}" ] && { "$@"; return; }
+  perf record -q -e cpu-clock -g -p "$SLUICED_PID" -o "$d/perf.data" -- sleep $((DUR - 1)) 2>/dev/null &
+  perf_pid=$!
+  "$@"
+  wait $perf_pid
+  perf report -i "$d/perf.data" --no-children --percent-limit 1 --stdio 2>/dev/null | grep -v "^$" > "build/perf-$name.txt"
+}
 wrk_args=(-t2 -c"$CONNS" -d"${DUR}s" --latency)
 path=/bigquery/v2/projects/demo-project/queries
 rows=()
@@ -129,20 +144,12 @@ for size in small large; do
   done
   sizes+=("$size=$(stat -c %s "$d/$size.json")")
 done
-for size in small large; do
+for size in $SIZES; do
   direct=$(run_wrk wrk "${wrk_args[@]}" "https://127.0.0.1:$NGX$path/$size")
   hap=$(run_wrk wrk "${wrk_args[@]}" "https://127.0.0.1:$HAP$path/$size")
-  # BENCH_PROFILE=1: a cpu-clock profile of sluiced during this cell (build/perf-SIZE.txt)
-  if [ -n "${BENCH_PROFILE:-}" ]; then
-    perf record -q -e cpu-clock -g -p "$SLUICED_PID" -o "$d/perf.data" -- sleep $((DUR - 1)) 2>/dev/null &
-    perf_pid=$!
-  fi
-  slu=$(run_wrk ct_exec bench wrk "${wrk_args[@]}" "https://bigquery.googleapis.com$path/$size")
-  if [ -n "${BENCH_PROFILE:-}" ]; then
-    wait $perf_pid
-    perf report -i "$d/perf.data" --no-children --percent-limit 1 --stdio 2>/dev/null | grep -v "^$" > "build/perf-$size.txt"
-  fi
-  spl=$(run_wrk ct_exec bench wrk "${wrk_args[@]}" "https://storage.googleapis.com$path/$size")
+  slu=$(profiled "$size" run_wrk ct_exec bench wrk "${wrk_args[@]}" "https://bigquery.googleapis.com$path/$size")
+  spl="0 0 0"
+  [ -z "$QUICK" ] && spl=$(run_wrk ct_exec bench wrk "${wrk_args[@]}" "https://storage.googleapis.com$path/$size")
   rows+=("$size|$direct|$hap|$slu|$spl")
 done
 
@@ -154,8 +161,8 @@ kill -TERM "$SLUICED_PID"; wait "$SLUICED_PID" 2>/dev/null
 gate_start || exit 1
 gate_warm bench || exit 1
 declare -A mem
-for size in small large; do
-  mem[$size]=$(run_wrk ct_exec bench wrk "${wrk_args[@]}" "https://bigquery.googleapis.com$path/$size")
+for size in $SIZES; do
+  mem[$size]=$(profiled "mem-$size" run_wrk ct_exec bench wrk "${wrk_args[@]}" "https://bigquery.googleapis.com$path/$size")
 done
 
 # Memory per idle connection: IDLE TLS connections, established, no request in flight (an
@@ -185,10 +192,10 @@ idle_cost() {
   grep -q "^up $IDLE" "$out" || { echo "bench: idle client failed: $(head -3 "$out")" >&2; echo 0; return; }
   echo $(( (after - before) * 1024 / IDLE ))
 }
-per_conn=$(idle_cost "$SLUICED_PID" "$d/idle.out" ct_exec bench node "$d/idle.js" bigquery.googleapis.com 443 "$IDLE")
-hap_conn=0
-HAP_IDLE=$(( IDLE < 9000 ? IDLE : 9000 )) # haproxy's maxconn fits the fd limit (20000 here)
-for p in $(pgrep -f "haproxy -f $d/haproxy.cfg"); do # the worker holds the connections
+per_conn=0 hap_conn=0 HAP_IDLE=0
+[ -z "$QUICK" ] && per_conn=$(idle_cost "$SLUICED_PID" "$d/idle.out" ct_exec bench node "$d/idle.js" bigquery.googleapis.com 443 "$IDLE")
+[ -z "$QUICK" ] && HAP_IDLE=$(( IDLE < 9000 ? IDLE : 9000 )) # haproxy's maxconn fits the fd limit (20000 here)
+[ -z "$QUICK" ] && for p in $(pgrep -f "haproxy -f $d/haproxy.cfg"); do # the worker holds the connections
   c=$(IDLE=$HAP_IDLE idle_cost "$p" "$d/idle-hap.out" node "$d/idle.js" 127.0.0.1 "$HAP" "$HAP_IDLE")
   [ "$c" -gt "$hap_conn" ] && hap_conn=$c
 done
