@@ -78,7 +78,7 @@ struct sluice_conf {
 	char *policy;            /* policy file (policy v1 JSON) */
 	char *record_dir;
 	char *record_key;             /* NULL: <record_dir>/record.key */
-	size_t record_segment_bytes, record_body_bytes;
+	size_t record_segment_bytes, record_body_bytes, record_wal_bytes;
 	int record_segment_secs, record_sync_ms, record_checkpoint_every, record_checkpoint_secs;
 	char *control_socket;
 

@@ -40,6 +40,7 @@ struct rec_opts {
 	int checkpoint_every;   /* a signed checkpoint after this many records (default 1000) */
 	int checkpoint_secs;    /* ... or once an unsigned record is this old (default 60) */
 	size_t max_queue;       /* records waiting for the writer (default 65536) */
+	size_t wal_bytes;       /* size of a new durability log <dir>/wal (default 64 MiB) */
 };
 
 /* Completion of a submitted record, called once on the writer thread: <status> 0 when the

@@ -519,7 +519,7 @@ static void load_root(struct jsonpos_ctx *c, json_t *root, struct sluice_conf *c
 	if (o)
 		jsonpos_known_keys(c, o, "record", (const char *const[]){ "dir", "key", "segment_bytes",
 			   "segment_secs", "sync_ms", "checkpoint_every", "checkpoint_secs",
-			   "body_bytes", NULL });
+			   "body_bytes", "wal_bytes", NULL });
 	conf->record_dir = get_str(c, o, "record", "dir", "/var/lib/sluice/recordings");
 	conf->record_key = get_str(c, o, "record", "key", NULL);
 	conf->record_segment_bytes = (size_t)get_int(c, o, "record", "segment_bytes", 1 << 16,
@@ -531,6 +531,9 @@ static void load_root(struct jsonpos_ctx *c, json_t *root, struct sluice_conf *c
 						     1000000, 1000);
 	conf->record_checkpoint_secs = (int)get_int(c, o, "record", "checkpoint_secs", 1, 86400, 60);
 	conf->record_body_bytes = (size_t)get_int(c, o, "record", "body_bytes", 0, 1 << 20, 4 << 10);
+	/* the durability log's size when it is created (record.c, recwal.h) */
+	conf->record_wal_bytes = (size_t)get_int(c, o, "record", "wal_bytes", 1 << 16, 1LL << 32,
+						  64 << 20);
 	o = get_object(c, root, "", "control");
 	if (o)
 		jsonpos_known_keys(c, o, "control", (const char *const[]){ "socket", NULL });

@@ -37,17 +37,23 @@
  * durable. The verifier reads it first: a stream that ends before its head was truncated.
  *
  * Writer: records are queued (bounded) and written by one thread in queue order; each
- * record's callback runs after the fsync that covers it. sync_ms = 0: the writer fsyncs as
+ * record's callback runs after the sync that covers it. sync_ms = 0: the writer syncs as
  * soon as it has written what is queued (group commit without waiting); sync_ms = N: the
- * first record written after an fsync waits at most N ms (plus the write and fsync time)
- * for others to share its fsync. A failed fsync stops the store for good (-EIO, no retry).
+ * first record written after a sync waits at most N ms (plus the write and sync time)
+ * for others to share its sync. A batch is made durable by writing its lines once more to
+ * the durability log <dir>/wal (recwal.c: rewritten in place, so one fdatasync without a
+ * journal commit covers every stream); segments are fsynced when the log wraps, when they
+ * are rotated or closed, and at shutdown. A failed sync stops the store for good (-EIO).
  * A failed write is cut back (ftruncate) to the last record boundary; no space (ENOSPC,
  * EDQUOT, EFBIG) fails only that record, anything else stops the store.
  *
  * Recovery at open: in each stream the last segment is scanned; everything after the last
- * complete, well-formed line whose hash is right is cut (a torn write), and when bytes were
- * cut or the last record is not a "shutdown" checkpoint, a "recovery" record {"cut_bytes",
- * "cut_sha256", "segment", "last_good_seq", "clean_shutdown"} and a checkpoint follow. */
+ * complete, well-formed line whose hash is right is cut (a torn write); then the lines the
+ * durability log holds for the stream that continue its chain are appended (records the
+ * segment lost with the page cache, e.g. at a power cut). When bytes were cut, lines were
+ * replayed or the last record is not a "shutdown" checkpoint, a "recovery" record
+ * {"cut_bytes", "cut_sha256", "segment", "last_good_seq", "replayed", "clean_shutdown"} and
+ * a checkpoint follow ("last_good_seq" is the last record the segment still held). */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -70,6 +76,7 @@
 #include <openssl/sha.h>
 
 #include "log.h"
+#include "recwal.h"
 #include "record.h"
 #include "recjson.h"
 
@@ -109,7 +116,7 @@ struct rec_stream {
 	uint64_t unsigned_n;         /* records since the last checkpoint */
 	time_t first_unsigned;
 	time_t last_used;
-	int dirty;                   /* written since the last fsync */
+	int dirty;                   /* written since the segment's last fsync */
 	int clean;                   /* the last record is a shutdown checkpoint */
 	char *head;                  /* checkpoint line to put in head.json after the fsync */
 	uint64_t head_seq;           /* ... its seq */
@@ -142,6 +149,19 @@ struct rec {
 	struct timespec unsynced_since;
 	int unsynced;
 	struct recjson_buf line;             /* the line being built (writer only) */
+	struct recwal *wal;                  /* NULL while recovering: segments are fsynced */
+	int wal_off;                         /* the log could not stage a batch: fsync instead */
+	struct wal_line *replay;             /* the log's lines at open, for recovery */
+	size_t replay_n;
+};
+
+/* A record line found in the durability log at open. */
+struct wal_line {
+	const char *p;               /* the line, '\n' included */
+	size_t len;
+	char stream[REC_STREAM_MAX];
+	uint64_t seq;
+	unsigned char hash[32], prev[32];
 };
 
 static struct rec *default_store;
@@ -965,6 +985,8 @@ static int stream_flush(struct rec *r, struct rec_stream *s)
 		r->pend_t = pp;
 		return e;
 	}
+	if (r->wal && !r->wal_off && recwal_add(r->wal, s->wb.p, len))
+		r->wal_off = 1; /* no memory to stage it: this batch fsyncs its segments */
 	s->wb.len = 0;
 	return 0;
 }
@@ -1154,23 +1176,48 @@ static int stream_append(struct rec *r, struct rec_stream *s, const char *type,
 	return 0;
 }
 
-/* Write and fsync every dirty stream, then update heads and complete the pending records. */
+/* fsync every segment written since its last fsync. Returns 0 or -EIO (store failed). */
+static int sync_segments(void *arg)
+{
+	struct rec *r = arg;
+	struct rec_stream *s;
+	int b, e = 0;
+
+	for (b = 0; b < BUCKETS; b++)
+		for (s = r->buckets[b]; s; s = s->next) {
+			if (s->dirty && s->fd >= 0 && fsync(s->fd)) {
+				store_fail(r, -errno, "fsync of a recording segment failed");
+				e = -EIO;
+			}
+			s->dirty = 0;
+		}
+	return e;
+}
+
+/* Write every stream's pending lines and make them durable (through the durability log, or
+ * by fsyncing the segments), then update heads and complete the pending records. */
 static void commit(struct rec *r)
 {
 	struct rec_stream *s;
 	struct rec_item *it, *next;
-	int b, status = 0;
+	int b, e, status = 0;
 
 	for (b = 0; b < BUCKETS; b++)
-		for (s = r->buckets[b]; s; s = s->next) {
+		for (s = r->buckets[b]; s; s = s->next)
 			if (s->wb.len)
 				stream_flush(r, s); /* a failure completes what it concerns */
-			if (s->dirty && s->fd >= 0 && fsync(s->fd)) {
-				store_fail(r, -errno, "fsync of a recording segment failed");
-				status = -EIO;
-			}
-			s->dirty = 0;
-		}
+	e = -EMSGSIZE;
+	if (r->wal && !r->wal_off)
+		e = recwal_sync(r->wal, sync_segments, r);
+	else if (r->wal)
+		recwal_drop(r->wal);
+	r->wal_off = 0;
+	if (e == -EMSGSIZE)
+		e = sync_segments(r);
+	else if (e) /* (a failed segment fsync at a wrap has said so already) */
+		store_fail(r, e, "sync of the recordings' durability log failed");
+	if (e)
+		status = -EIO;
 	pthread_mutex_lock(&r->mu);
 	if (r->failed)
 		status = r->failed;
@@ -1266,8 +1313,12 @@ static double writer_timers(struct rec *r)
 					next = (double)(s->first_unsigned + r->checkpoint_secs -
 							now);
 			}
-			if (s->fd >= 0 && !s->dirty && !s->wb.len &&
-			    now - s->last_used > IDLE_CLOSE_SECS) {
+			if (s->fd >= 0 && !s->wb.len && now - s->last_used > IDLE_CLOSE_SECS) {
+				if (s->dirty && fsync(s->fd)) {
+					store_fail(r, -errno, "fsync of a recording segment failed");
+					continue;
+				}
+				s->dirty = 0;
 				close(s->fd);
 				s->fd = -1;
 			}
@@ -1333,6 +1384,7 @@ static void *writer_main(void *arg)
 				if (s->seq && !s->clean && !s->recovery)
 					stream_checkpoint(r, s, "shutdown");
 	commit(r);
+	sync_segments(r); /* a clean stop leaves nothing for the log to replay */
 	return NULL;
 }
 
@@ -1430,9 +1482,77 @@ static void scan_segment(char *buf, size_t len, const char *stream, struct seg_s
 	}
 }
 
+/* Index the record lines of the durability log (<buf> stays theirs until recovery ends).
+ * A line that does not check is skipped: the log's entries are crc-checked, so that is
+ * damage, and the chain check at replay refuses anything after a gap anyway. */
+static int wal_index(struct rec *r, char *buf, size_t len)
+{
+	size_t off = 0, end, cap = 0;
+	struct wal_line *l, *v;
+	unsigned char h[32];
+	const char *st, *prev;
+	json_t *o;
+	char *nl;
+
+	while (off < len && (nl = memchr(buf + off, '\n', len - off))) {
+		end = (size_t)(nl - buf);
+		if (rec_line_check(buf + off, end - off, &o, h, NULL, 0) == REC_LINE_OK && o) {
+			st = json_string_value(json_object_get(o, "stream"));
+			prev = json_string_value(json_object_get(o, "prev"));
+			if (r->replay_n == cap) {
+				cap = cap ? 2 * cap : 256;
+				if (!(v = realloc(r->replay, cap * sizeof(*v)))) {
+					json_decref(o);
+					return -ENOMEM;
+				}
+				r->replay = v;
+			}
+			l = &r->replay[r->replay_n];
+			l->p = buf + off;
+			l->len = end + 1 - off;
+			l->seq = (uint64_t)json_integer_value(json_object_get(o, "seq"));
+			memcpy(l->hash, h, 32);
+			if (st && strlen(st) < sizeof(l->stream) && prev && !unhex32(prev, l->prev)) {
+				snprintf(l->stream, sizeof(l->stream), "%s", st);
+				r->replay_n++;
+			}
+		} else {
+			log_warn("record", "the durability log holds a damaged line; skipped");
+		}
+		json_decref(o);
+		off = end + 1;
+	}
+	return 0;
+}
+
+/* Append to <s> the lines the durability log holds that continue its chain. Returns 0 or
+ * -errno; <n> counts the lines appended. */
+static int wal_replay(struct rec *r, struct rec_stream *s, uint64_t *n)
+{
+	struct wal_line *l;
+	size_t i;
+	int e;
+
+	for (i = 0; i < r->replay_n; i++) {
+		l = &r->replay[i];
+		if (strcmp(l->stream, s->name) || l->seq <= s->seq)
+			continue;
+		if (l->seq != s->seq + 1 || memcmp(l->prev, s->last, 32)) {
+			log_warn("record", "%s: the durability log's record seq %llu does not continue "
+				 "seq %llu; nothing more replayed", s->name,
+				 (unsigned long long)l->seq, (unsigned long long)s->seq);
+			break;
+		}
+		if ((e = stream_write(r, s, l->p, l->len, l->hash)))
+			return e;
+		(*n)++;
+	}
+	return 0;
+}
+
 /* Recover the stream in directory <name>: find its chain state, cut a torn tail of its last
- * segment, and log a recovery record plus a checkpoint when the last run did not end
- * cleanly. Returns 0 or -errno with <err>. */
+ * segment, append what the durability log holds beyond it, and log a recovery record plus
+ * a checkpoint when the last run did not end cleanly. Returns 0 or -errno with <err>. */
 static int stream_recover(struct rec *r, const char *name, char *err, size_t errlen)
 {
 	char sdir[PATH_MAX], path[PATH_MAX], hex[65], t[40], *buf = NULL;
@@ -1442,6 +1562,7 @@ static int stream_recover(struct rec *r, const char *name, char *err, size_t err
 	size_t len = 0, cut = 0;
 	unsigned char ch[32] = { 0 };
 	struct recjson_buf d = { 0 };
+	uint64_t replayed = 0, good_seq;
 	int n, i, e = 0, fd;
 	json_t *data;
 
@@ -1493,14 +1614,23 @@ static int stream_recover(struct rec *r, const char *name, char *err, size_t err
 	for (i = 0; i < n; i++)
 		free(segs[i]);
 	free(segs);
+	good_seq = s->seq;
+	if (!e && n && (e = wal_replay(r, s, &replayed)))
+		set_err(err, errlen, "cannot append the durability log's records to %s: %s", sdir,
+			strerror(-e));
+	if (replayed) {
+		log_warn("record", "%s: %llu records after seq %llu restored from the durability "
+			 "log", sdir, (unsigned long long)replayed, (unsigned long long)good_seq);
+		s->clean = 0;
+	}
 	if (e || !n || (s->clean && !cut) || (!s->seq && !cut))
 		return e;
 	now_str(t);
 	rec_hex(ch, 32, hex);
 	snprintf(path, sizeof(path), "%06u.jsonl", s->seg);
-	data = json_pack("{s:I, s:s, s:s, s:I, s:b}", "cut_bytes", (json_int_t)cut, "cut_sha256",
-			 cut ? hex : "", "segment", path, "last_good_seq", (json_int_t)s->seq,
-			 "clean_shutdown", 0);
+	data = json_pack("{s:I, s:s, s:s, s:I, s:I, s:b}", "cut_bytes", (json_int_t)cut,
+			 "cut_sha256", cut ? hex : "", "segment", path, "last_good_seq",
+			 (json_int_t)good_seq, "replayed", (json_int_t)replayed, "clean_shutdown", 0);
 	e = data ? data_text(data, &d) : -ENOMEM;
 	json_decref(data);
 	s->recovery = d.p; /* the store's own from here */
@@ -1556,11 +1686,14 @@ static void free_streams(struct rec *r)
 struct rec *rec_open(const struct rec_opts *o, char *err, size_t errlen)
 {
 	struct rec *r = calloc(1, sizeof(*r));
+	struct recwal *wal = NULL;
 	struct dirent *d;
 	struct stat st;
 	uint64_t cgid;
 	DIR *dir = NULL;
-	char path[PATH_MAX];
+	char path[PATH_MAX], *wal_lines = NULL;
+	size_t wal_len = 0;
+	int e;
 
 	if (!r) {
 		set_err(err, errlen, "out of memory");
@@ -1598,6 +1731,15 @@ struct rec *rec_open(const struct rec_opts *o, char *err, size_t errlen)
 		goto fail;
 	if (!(r->key = rec_load_private(r->key_path, err, errlen)) || rec_key_id(r->key, r->key_id))
 		goto fail;
+	snprintf(path, sizeof(path), "%s/wal", r->dir);
+	if (!(wal = recwal_open(path, o->wal_bytes ? o->wal_bytes : RECWAL_DEFAULT_BYTES, err,
+				errlen)))
+		goto fail;
+	if ((e = recwal_read(wal, &wal_lines, &wal_len)) ||
+	    (e = wal_index(r, wal_lines, wal_len))) {
+		set_err(err, errlen, "cannot read the durability log %s: %s", path, strerror(-e));
+		goto fail;
+	}
 	dir = opendir(r->dir);
 	if (!dir) {
 		set_err(err, errlen, "cannot open %s: %s", r->dir, strerror(errno));
@@ -1614,6 +1756,17 @@ struct rec *rec_open(const struct rec_opts *o, char *err, size_t errlen)
 	}
 	closedir(dir);
 	dir = NULL;
+	/* recovered streams are fsynced: the log starts a new lap */
+	if ((e = recwal_reset(wal))) {
+		set_err(err, errlen, "cannot reset the durability log %s: %s", path, strerror(-e));
+		goto fail;
+	}
+	r->wal = wal;
+	free(r->replay);
+	r->replay = NULL;
+	r->replay_n = 0;
+	free(wal_lines);
+	wal_lines = NULL;
 	if ((errno = pthread_create(&r->thread, NULL, writer_main, r))) {
 		set_err(err, errlen, "cannot start the recording writer: %s", strerror(errno));
 		goto fail;
@@ -1622,6 +1775,9 @@ struct rec *rec_open(const struct rec_opts *o, char *err, size_t errlen)
 fail:
 	if (dir)
 		closedir(dir);
+	recwal_close(wal);
+	free(r->replay);
+	free(wal_lines);
 	free_streams(r);
 	recjson_free(&r->line);
 	EVP_PKEY_free(r->key);
@@ -1744,6 +1900,7 @@ void rec_close(struct rec *r)
 	if (default_store == r)
 		default_store = NULL;
 	free_streams(r);
+	recwal_close(r->wal);
 	recjson_free(&r->line);
 	EVP_PKEY_free(r->key);
 	pthread_mutex_destroy(&r->mu);

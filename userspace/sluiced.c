@@ -491,6 +491,7 @@ static int run(struct daemon *d, char *err, size_t errlen)
 			.sync_ms = d->conf->record_sync_ms,
 			.checkpoint_every = d->conf->record_checkpoint_every,
 			.checkpoint_secs = d->conf->record_checkpoint_secs,
+			.wal_bytes = d->conf->record_wal_bytes,
 		};
 
 		d->rec = rec_open(&ro, err, errlen);

@@ -43,7 +43,8 @@ check_contains "... naming what is wrong" "$out" "modified"
 mkdir -p "$GATE_DIR/small"
 mount -t tmpfs -o size=256k tmpfs "$GATE_DIR/small" || exit 1
 trap 'umount "$GATE_DIR/small" 2>/dev/null' RETURN
-sed -i "s|\"dir\": \"$rec\"|\"dir\": \"$GATE_DIR/small/rec\"|" "$GATE_DIR/sluice.json"
+# (the durability log is made small enough to be created on this disk first)
+sed -i "s|\"dir\": \"$rec\"|\"dir\": \"$GATE_DIR/small/rec\", \"wal_bytes\": 65536|" "$GATE_DIR/sluice.json"
 gate_start
 gate_warm agent
 dd if=/dev/zero of="$GATE_DIR/small/filler" bs=4k 2>/dev/null  # until the disk is full

@@ -1,6 +1,6 @@
 /* Description: the session-recording store: naming, writing with durable callbacks, every
- * kind of tampering detected and named by the verifier, torn-tail recovery, no space,
- * fsync failure, queue bound. */
+ * kind of tampering detected and named by the verifier, torn-tail recovery, records a
+ * segment lost given back by the durability log, no space, fsync failure, queue bound. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -8,9 +8,11 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <openssl/sha.h>
 
 #include "record.h"
+#include "recwal.h"
 #include "recverify.h"
 #include "tap.h"
 
@@ -26,6 +28,38 @@ int fsync(int fd)
 		return -1;
 	}
 	return (int)syscall(SYS_fsync, fd);
+}
+
+/* write interposed: while space_left >= 0, that many bytes fit on the "disk", then ENOSPC
+ * (a full disk; the durability log is rewritten in place with pwritev, so it never runs
+ * out of room, as on a real disk). */
+static volatile long space_left = -1;
+
+ssize_t write(int fd, const void *p, size_t n)
+{
+	long left = space_left;
+	ssize_t k;
+
+	if (left >= 0 && n > (size_t)left) {
+		if (!left) {
+			errno = ENOSPC;
+			return -1;
+		}
+		n = (size_t)left;
+	}
+	k = syscall(SYS_write, fd, p, n);
+	if (k > 0 && left >= 0)
+		space_left = left - k;
+	return k;
+}
+
+int fdatasync(int fd) /* the durability log's sync */
+{
+	if (fail_fsync) {
+		errno = EIO;
+		return -1;
+	}
+	return (int)syscall(SYS_fdatasync, fd);
 }
 
 static char tmp[] = "/tmp/sluice-record-test-XXXXXX";
@@ -512,32 +546,27 @@ static void test_recovery(void)
 }
 
 /* No space: the record fails with the error, nothing before it is damaged, and the store
- * goes on once there is room. RLIMIT_FSIZE plays the full disk (EFBIG). */
+ * goes on once there is room (space_left plays the full disk). */
 static void test_no_space(void)
 {
 	char dir[600], err[512], path[700];
-	struct rlimit rl, old;
 	struct rec *r;
 	int i, failed = 0;
 
 	snprintf(dir, sizeof(dir), "%s/nospace", tmp);
 	r = open_store(dir, 1 << 20, 1000, err);
 	ok(r != NULL, "store for the no-space test");
-	signal(SIGXFSZ, SIG_IGN);
-	getrlimit(RLIMIT_FSIZE, &old);
-	rl = old;
-	rl.rlim_cur = 3000;
-	setrlimit(RLIMIT_FSIZE, &rl);
+	space_left = 3000;
 	reset_counts();
 	for (i = 0; i < 40; i++) {
 		submit_n(r, docker, 5, i, 1);
 		wait_done(i + 1);
-		if (last_status == -EFBIG)
+		if (last_status == -ENOSPC)
 			failed++;
 	}
 	ok(n_ok > 5 && failed > 0 && n_ok + failed == 40,
-	   "records fail with -EFBIG once the file cannot grow (%d ok, %d failed)", n_ok, failed);
-	setrlimit(RLIMIT_FSIZE, &old);
+	   "records fail with -ENOSPC once the disk is full (%d ok, %d failed)", n_ok, failed);
+	space_left = -1;
 	reset_counts();
 	submit_n(r, docker, 5, 100, 3);
 	wait_done(3);
@@ -558,9 +587,9 @@ static void test_no_space(void)
 static void test_no_space_batch(void)
 {
 	char dir[600], err[512], path[700], name[REC_STREAM_MAX];
-	struct rlimit rl, old;
 	struct stat st;
 	struct rec *r;
+	off_t before;
 	int failed;
 
 	snprintf(dir, sizeof(dir), "%s/nospace-batch", tmp);
@@ -573,11 +602,8 @@ static void test_no_space_batch(void)
 	wait_done(1); /* the writer waits in that callback: what follows is one batch */
 	snprintf(path, sizeof(path), "%s/%s/000001.jsonl", dir, name);
 	stat(path, &st);
-	signal(SIGXFSZ, SIG_IGN);
-	getrlimit(RLIMIT_FSIZE, &old);
-	rl = old;
-	rl.rlim_cur = (rlim_t)st.st_size + 1000; /* room for a few of the 40 */
-	setrlimit(RLIMIT_FSIZE, &rl);
+	before = st.st_size;
+	space_left = 1000; /* room for a few of the 40 */
 	submit_n(r, docker, 6, 0, 40);
 	pthread_mutex_lock(&mu);
 	block_writer = 0;
@@ -585,11 +611,11 @@ static void test_no_space_batch(void)
 	pthread_mutex_unlock(&mu);
 	wait_done(41);
 	failed = 41 - n_ok;
-	is_int(last_status, -EFBIG, "the batch fails with -EFBIG");
+	is_int(last_status, -ENOSPC, "the batch fails with -ENOSPC");
 	ok(n_ok == 1 && failed == 40, "... all of it: %d ok, %d failed", n_ok, failed);
 	stat(path, &st);
-	ok((rlim_t)st.st_size < rl.rlim_cur, "the segment was cut back to its last record");
-	setrlimit(RLIMIT_FSIZE, &old);
+	ok(st.st_size == before, "the segment was cut back to its last record");
+	space_left = -1;
 	reset_counts();
 	submit_n(r, docker, 6, 100, 3);
 	wait_done(3);
@@ -681,6 +707,92 @@ static void test_sync_window(void)
 	rec_close(r);
 }
 
+/* A store that stopped without closing (the child exits at once) and then lost the end of
+ * its segment, as a power cut loses what was only in the page cache: the durability log
+ * gives every acknowledged record back, byte for byte, after <wal_bytes>-sized log laps.
+ * <torn> bytes of the first lost line stay, as a torn write. */
+static void crash_and_replay(const char *name, size_t wal_bytes, int n, int lost, int torn)
+{
+	struct rec_opts o = { .wal_bytes = wal_bytes, .checkpoint_every = 100000 };
+	char dir[600], err[512], path[700], sname[REC_STREAM_MAX], *before = NULL, *after = NULL;
+	struct lines l;
+	size_t blen = 0, alen = 0, cut = 0;
+	struct rec *r;
+	pid_t pid;
+	int st, i, k;
+	FILE *f;
+
+	snprintf(dir, sizeof(dir), "%s/%s", tmp, name);
+	o.dir = dir;
+	pid = fork();
+	if (!pid) {
+		r = rec_open(&o, err, sizeof(err));
+		if (!r)
+			_exit(2);
+		reset_counts();
+		for (i = 0; i < n; i += 10) { /* batches of 10: each fits the log */
+			submit_n(r, docker, 9, i, 10);
+			wait_done(i + 10);
+		}
+		_exit(n_ok == n ? 0 : 3); /* no rec_close: a crash */
+	}
+	waitpid(pid, &st, 0);
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: %d records acknowledged, then a crash",
+	   name, n);
+	rec_stream_name(docker, 9, sname, sizeof(sname));
+	snprintf(path, sizeof(path), "%s/%s/000001.jsonl", dir, sname);
+	lines_read(path, &l);
+	for (i = 0; i < l.n; i++) {
+		if (i < l.n - lost)
+			cut += strlen(l.v[i]);
+		free(l.v[i]);
+	}
+	f = fopen(path, "r");
+	if (f) {
+		before = malloc(1 << 22);
+		blen = fread(before, 1, 1 << 22, f);
+		fclose(f);
+	}
+	if (truncate(path, (off_t)(cut + (size_t)torn)))
+		ok(0, "truncate");
+	r = rec_open(&o, err, sizeof(err));
+	ok(r != NULL, "%s: reopens after losing the last %d lines (%s)", name, lost,
+	   r ? "" : err);
+	rec_close(r);
+	f = fopen(path, "r");
+	if (f) {
+		after = malloc(1 << 22);
+		alen = fread(after, 1, 1 << 22, f);
+		fclose(f);
+	}
+	ok(before && after && alen > blen && !memcmp(before, after, blen),
+	   "%s: the lost lines are back, byte for byte", name);
+	lines_read(path, &l);
+	k = find_type(&l, "recovery", 0);
+	snprintf(err, sizeof(err), "\"last_good_seq\":%d,\"replayed\":%d,", n - lost, lost);
+	snprintf(path, sizeof(path), "\"cut_bytes\":%d,", torn);
+	ok(k == n && strstr(l.v[k], err) && strstr(l.v[k], path),
+	   "%s: a recovery record says so (%s)", name,
+	   k >= 0 ? l.v[k] : "none");
+	for (i = 0; i < l.n; i++)
+		free(l.v[i]);
+	free(before);
+	free(after);
+	snprintf(path, sizeof(path), "%s/record.pub", dir);
+	{
+		json_t *rep;
+
+		ok(rec_verify_path(dir, path, &rep) == 0, "%s: the stream verifies", name);
+		json_decref(rep);
+	}
+}
+
+static void test_wal_replay(void)
+{
+	crash_and_replay("replay", 0, 20, 5, 15);
+	crash_and_replay("replay-laps", RECWAL_MIN_BYTES, 1500, 3, 0);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmp))
@@ -696,6 +808,7 @@ int main(void)
 	test_fsync_failure();
 	test_queue_bound();
 	test_sync_window();
+	test_wal_replay();
 	if (!tap_failed)
 		sh("rm -rf %s", tmp);
 	else

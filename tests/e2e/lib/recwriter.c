@@ -50,7 +50,7 @@ static void done(void *arg, int status)
 static struct rec *open_store(const char *dir)
 {
 	struct rec_opts o = { .dir = dir, .segment_bytes = 64 * 1024, .checkpoint_every = 50,
-			      .checkpoint_secs = 1, .max_queue = 4096 };
+			      .checkpoint_secs = 1, .max_queue = 4096, .wal_bytes = 64 * 1024 };
 	char err[512];
 	struct rec *r = rec_open(&o, err, sizeof(err));
 
