@@ -33,8 +33,10 @@
  * records, when an unsigned record is checkpoint_secs old, as the last record of a segment
  * before rotation, at recovery and at shutdown ("shutdown": a clean close).
  *
- * head.json is rewritten (tmp + fsync + rename + fsync dir) after each checkpoint is
- * durable. The verifier reads it first: a stream that ends before its head was truncated.
+ * head.json is rewritten (tmp + fsync + rename + fsync dir) once a checkpoint is durable,
+ * at most once a second per stream (and at shutdown), after the records that sync covered
+ * were completed. The verifier reads it first: a stream that ends before its head was
+ * truncated.
  *
  * Writer: records are queued (bounded) and written by one thread in queue order; each
  * record's callback runs after the sync that covers it. sync_ms = 0: the writer syncs as
@@ -88,6 +90,7 @@
 #define FLUSH_BYTES (256 * 1024) /* a stream's pending lines are written at this size */
 #define BUCKETS 256
 #define IDLE_CLOSE_SECS 300
+#define HEAD_SECS 1.0
 
 struct rec_item {
 	struct rec_item *next;
@@ -120,6 +123,8 @@ struct rec_stream {
 	int clean;                   /* the last record is a shutdown checkpoint */
 	char *head;                  /* checkpoint line to put in head.json after the fsync */
 	uint64_t head_seq;           /* ... its seq */
+	int head_durable;            /* ... is covered by a sync */
+	double head_at;              /* when head.json was last written (monotonic s) */
 	char *recovery;              /* recovery record's data not written yet (no space at open) */
 	size_t recovery_len;
 	/* Lines appended to the chain (size, seq and last count them) but not yet written to
@@ -1063,6 +1068,7 @@ static int stream_checkpoint(struct rec *r, struct rec_stream *s, const char *re
 	free(s->head);
 	s->head = head;
 	s->head_seq = s->seq;
+	s->head_durable = 0;
 	return 0;
 }
 
@@ -1194,9 +1200,43 @@ static int sync_segments(void *arg)
 	return e;
 }
 
+static double mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Write the head.json of streams whose latest checkpoint is durable: at most once per
+ * HEAD_SECS per stream unless <force>d. Each costs two fsyncs with journal commits (file and
+ * directory), so a stream with a checkpoint every 1000 records at thousands of records a
+ * second would otherwise stall its writer several times a second. The checkpoints
+ * themselves are in the segment at once; head.json is the verifier's hint of where the
+ * stream ends. Returns 1 while a head waits. */
+static int write_heads(struct rec *r, int force)
+{
+	struct rec_stream *s;
+	double now = mono_now();
+	int b, waiting = 0;
+
+	for (b = 0; b < BUCKETS; b++)
+		for (s = r->buckets[b]; s; s = s->next) {
+			if (!s->head || !s->head_durable)
+				continue;
+			if (force || now - s->head_at >= HEAD_SECS) {
+				stream_write_head(r, s);
+				s->head_at = now;
+			}
+			waiting |= s->head != NULL;
+		}
+	return waiting;
+}
+
 /* Write every stream's pending lines and make them durable (through the durability log, or
- * by fsyncing the segments), then update heads and complete the pending records. */
-static void commit(struct rec *r)
+ * by fsyncing the segments), complete the pending records, then update heads that are due
+ * (all of them when <force>d). Returns 1 while a head waits. */
+static int commit(struct rec *r, int force)
 {
 	struct rec_stream *s;
 	struct rec_item *it, *next;
@@ -1226,7 +1266,7 @@ static void commit(struct rec *r)
 		for (b = 0; b < BUCKETS; b++)
 			for (s = r->buckets[b]; s; s = s->next)
 				if (s->head)
-					stream_write_head(r, s);
+					s->head_durable = 1;
 	for (it = r->pend; it; it = next) {
 		next = it->next;
 		if (it->done)
@@ -1236,6 +1276,7 @@ static void commit(struct rec *r)
 	r->pend = NULL;
 	r->pend_t = &r->pend;
 	r->unsynced = 0;
+	return !status && write_heads(r, force);
 }
 
 /* The stream an item goes to, found or created. Returns NULL with *e set. */
@@ -1287,21 +1328,13 @@ static void writer_item(struct rec *r, struct rec_item *it)
 	r->pend_t = &it->next;
 }
 
-static double mono_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* Time-based checkpoints and idle segment closing. Returns seconds to the next due
- * checkpoint (capped at 60). */
+/* Heads that are due, time-based checkpoints and idle segment closing. Returns seconds to
+ * the next due head or checkpoint (capped at 60). */
 static double writer_timers(struct rec *r)
 {
 	struct rec_stream *s;
 	time_t now = time(NULL);
-	double next = 60;
+	double next = write_heads(r, 0) ? HEAD_SECS : 60;
 	int b;
 
 	for (b = 0; b < BUCKETS; b++)
@@ -1372,8 +1405,9 @@ static void *writer_main(void *arg)
 			timer_at = mono_now() + writer_timers(r);
 		since = r->unsynced ? mono_now() - ((double)r->unsynced_since.tv_sec +
 						    r->unsynced_since.tv_nsec / 1e9) : 0;
-		if (r->unsynced && (stopping || since * 1000 >= r->sync_ms))
-			commit(r);
+		if (r->unsynced && (stopping || since * 1000 >= r->sync_ms) && commit(r, 0) &&
+		    timer_at > mono_now() + HEAD_SECS)
+			timer_at = mono_now() + HEAD_SECS; /* for the head that waits */
 		if (stopping)
 			break;
 	}
@@ -1383,7 +1417,7 @@ static void *writer_main(void *arg)
 			for (s = r->buckets[b]; s; s = s->next)
 				if (s->seq && !s->clean && !s->recovery)
 					stream_checkpoint(r, s, "shutdown");
-	commit(r);
+	commit(r, 1);
 	sync_segments(r); /* a clean stop leaves nothing for the log to replay */
 	return NULL;
 }
@@ -1651,7 +1685,7 @@ static int stream_recover(struct rec *r, const char *name, char *err, size_t err
 		}
 	}
 	if (!e)
-		commit(r);
+		commit(r, 1);
 	if (!e)
 		e = rec_failed(r);
 	if (s->fd >= 0) {
