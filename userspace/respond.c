@@ -11,6 +11,7 @@
  * gzip: BigQuery is asked for it when the agent accepts it (exchange.c); sluice inflates it
  * (bounded, so a small body cannot inflate without limit), filters, and compresses what it
  * relays again. The response record holds what the agent received, masked. */
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -32,6 +33,9 @@
 
 #define FLUSH_BYTES (256 * 1024) /* filtered bytes relayed at once while streaming */
 #define FIRST_BYTES 65536        /* the start of a streamed body kept for its record */
+#define OUTCOME_HEAD 65536       /* bytes of a body's start searched for the outcome's keys */
+#define OUTCOME_TAIL 4096        /* ... and of its end, read backwards */
+#define OUTCOME_MEMBERS 32       /* trailing members read */
 
 struct respond_stream {
 	int gunzip;            /* BigQuery's body is gzip: inflate it, gzip what is relayed */
@@ -47,6 +51,8 @@ struct respond_stream {
 	EVP_MD_CTX *sha;       /* of all the filtered text relayed */
 	uint64_t relayed;
 	struct buf first;      /* its first FIRST_BYTES, for the record */
+	char tail[OUTCOME_TAIL]; /* ... and its last bytes, for the outcome */
+	size_t tail_len;
 };
 
 void respond_free(struct conn *c)
@@ -95,6 +101,135 @@ static int json_field(const char *b, size_t len, const char *key, char *out, siz
 	memcpy(out, p, n);
 	out[n] = '\0';
 	return 1;
+}
+
+/* --- the outcome, for the record ------------------------------------------------------------ */
+
+
+/* The outcome's keys, in the order of struct respond_outcome's fields. */
+static const struct {
+	const char *pat; /* "\"key\":" */
+	size_t len;
+} outcome_keys[3] = {
+	{ "\"jobId\":", 8 }, { "\"totalRows\":", 12 }, { "\"totalBytesProcessed\":", 22 },
+};
+
+static char *outcome_slot(struct respond_outcome *o, int i)
+{
+	return i == 0 ? o->job_id : i == 1 ? o->rows : o->bytes_processed;
+}
+
+/* The value that starts at <p> (before <e>) into <out>: a string's text up to its quote, or
+ * a scalar, at most 150 bytes (as the records have always shown it). Returns 1, or 0 when
+ * there is none or it does not fit. */
+static int outcome_value(const char *p, const char *e, char *out, size_t outlen)
+{
+	const char *v;
+	size_t n;
+
+	while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '"'))
+		p++;
+	for (v = p; v < e && *v != '"' && *v != ',' && *v != '}' && v - p < 150; v++)
+		;
+	n = (size_t)(v - p);
+	if (!n || n >= outlen)
+		return 0;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return 1;
+}
+
+static int json_ws(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
+}
+
+/* The opening quote of the string whose closing quote is at t[end], not before t[lo]: the
+ * nearest quote before it that no odd run of backslashes escapes. Returns its index, or -1. */
+static long string_start(const char *t, size_t lo, size_t end)
+{
+	const char *q;
+	size_t k;
+
+	while (end > lo && (q = memrchr(t + lo, '"', end - lo))) {
+		end = (size_t)(q - t);
+		for (k = 0; k < end && t[end - 1 - k] == '\\'; k++)
+			;
+		if (!(k & 1))
+			return (long)end;
+	}
+	return -1;
+}
+
+/* The members at the end of the document t[0..len), read backwards while their values are
+ * strings or scalars; fills the outcome's empty fields. */
+static void outcome_tail(const char *t, size_t len, struct respond_outcome *o)
+{
+	size_t lo = len > OUTCOME_TAIL ? len - OUTCOME_TAIL : 0, i = len, v, ve;
+	long j;
+	int m, k;
+
+	while (i > lo && json_ws(t[i - 1]))
+		i--;
+	if (i <= lo || t[i - 1] != '}')
+		return;
+	i--;
+	for (m = 0; m < OUTCOME_MEMBERS; m++) {
+		while (i > lo && json_ws(t[i - 1]))
+			i--;
+		if (i <= lo)
+			return;
+		ve = i;
+		if (t[i - 1] == '"') {
+			if ((j = string_start(t, lo, i - 1)) < 0)
+				return;
+			i = (size_t)j;
+		} else {
+			while (i > lo && (isalnum((unsigned char)t[i - 1]) || t[i - 1] == '-' ||
+					  t[i - 1] == '+' || t[i - 1] == '.'))
+				i--;
+			if (i == ve)
+				return; /* an array or object: the rows are before it */
+		}
+		v = i;
+		while (i > lo && json_ws(t[i - 1]))
+			i--;
+		if (i <= lo || t[i - 1] != ':')
+			return;
+		i--;
+		while (i > lo && json_ws(t[i - 1]))
+			i--;
+		if (i <= lo || t[i - 1] != '"' || (j = string_start(t, lo, i - 1)) < 0)
+			return;
+		for (k = 1; k < 3; k++) /* "jobId" is not a top-level member */
+			if (!*outcome_slot(o, k) && i - (size_t)j == outcome_keys[k].len - 1 &&
+			    !memcmp(t + j, outcome_keys[k].pat, outcome_keys[k].len - 1))
+				outcome_value(t + v, t + ve, outcome_slot(o, k), 160);
+		i = (size_t)j;
+		while (i > lo && json_ws(t[i - 1]))
+			i--;
+		if (i <= lo || t[i - 1] != ',')
+			return;
+		i--;
+	}
+}
+
+void respond_outcome(const char *head, size_t head_len, const char *tail, size_t tail_len,
+		     struct respond_outcome *o)
+{
+	size_t h = head_len < OUTCOME_HEAD ? head_len : OUTCOME_HEAD;
+	const char *p = memmem(head, h, "\"rows\":", 7);
+	int i;
+
+	memset(o, 0, sizeof(*o));
+	if (p)
+		h = (size_t)(p - head);
+	for (i = 0; i < 3; i++)
+		if ((p = memmem(head, h, outcome_keys[i].pat, outcome_keys[i].len)))
+			outcome_value(p + outcome_keys[i].len, head + head_len, outcome_slot(o, i),
+				      160);
+	if (!*o->rows || !*o->bytes_processed)
+		outcome_tail(tail, tail_len, o);
 }
 
 /* What the agent is told when a detector's finding is refused by the policy. */
@@ -325,37 +460,44 @@ static int send_response(struct conn *c, const char *body, size_t len)
 }
 
 /* The response record: what the agent received (<first> bytes of it, <total> in all and
- * its SHA-256, NULL to hash <first>, which is then all of it), and <error> if it failed. */
-static void record_response(struct conn *c, const char *first, size_t first_len, uint64_t total,
+ * its SHA-256, NULL to hash <first>, which is then all of it; <tail>: its last bytes, for
+ * the outcome), and <error> if it failed. */
+static void record_response(struct conn *c, const char *first, size_t first_len,
+			    const char *tail, size_t tail_len, uint64_t total,
 			    const unsigned char *sha, const char *error)
 {
+	struct respond_outcome oc;
 	json_t *f;
-	char v[160];
 
 	if (!c->env->rec)
 		return;
-	f = json_pack("{s:i, s:s%, s:I}", "status", c->res.status, "path", c->req.target.p,
-		      (size_t)c->req.target.len, "latency_ms",
-		      (json_int_t)(worker_now_ms(c->w) - c->forwarded_ms));
+	f = json_object();
+	if (!f)
+		return;
+	json_object_set_new(f, "status", json_integer(c->res.status));
+	json_object_set_new(f, "path", json_stringn(c->req.target.p, c->req.target.len));
+	json_object_set_new(f, "latency_ms",
+			    json_integer((json_int_t)(worker_now_ms(c->w) - c->forwarded_ms)));
 	/* the outcome an auditor looks for first, read off the body without parsing it */
-	if (f && json_field(first, first_len, "\"jobId\":", v, sizeof(v)))
-		json_object_set_new(f, "job_id", json_string(v));
-	if (f && json_field(first, first_len, "\"totalRows\":", v, sizeof(v)))
-		json_object_set_new(f, "rows", json_string(v));
-	if (f && json_field(first, first_len, "\"totalBytesProcessed\":", v, sizeof(v)))
-		json_object_set_new(f, "bytes_processed", json_string(v));
-	if (f && c->found.found)
+	respond_outcome(first, first_len, tail, tail_len, &oc);
+	if (*oc.job_id)
+		json_object_set_new(f, "job_id", json_string(oc.job_id));
+	if (*oc.rows)
+		json_object_set_new(f, "rows", json_string(oc.rows));
+	if (*oc.bytes_processed)
+		json_object_set_new(f, "bytes_processed", json_string(oc.bytes_processed));
+	if (c->found.found)
 		json_object_set_new(f, "detected", json_pack("{s:i, s:i, s:i, s:i, s:i}",
 			"email", c->found.count[0], "card", c->found.count[1], "ssn",
 			c->found.count[2], "phone", c->found.count[3], "iban", c->found.count[4]));
-	if (f && c->rs && c->rs->streaming)
+	if (c->rs && c->rs->streaming)
 		json_object_set_new(f, "streamed", json_true());
-	if (f && error)
+	if (error)
 		json_object_set_new(f, "error", json_string(error));
-	if (f && sha)
+	if (sha)
 		rec_put_body_digest(f, "body", first, first_len, total, sha,
 				    c->env->conf->record_body_bytes);
-	else if (f)
+	else
 		rec_put_body(f, "body", first, first_len, c->env->conf->record_body_bytes);
 	conn_record(c, "response", f);
 }
@@ -502,7 +644,7 @@ static void respond_whole(struct conn *c, char *body, size_t body_len, size_t ra
 		conn_close(c, "out of memory");
 		return;
 	}
-	record_response(c, relayed, relayed_len, relayed_len, NULL, NULL);
+	record_response(c, relayed, relayed_len, relayed, relayed_len, relayed_len, NULL, NULL);
 	free(done_body);
 	finish_exchange(c, raw_left);
 }
@@ -569,7 +711,7 @@ static int flush(struct conn *c, int last)
 	struct respond_stream *rs = c->rs;
 	struct buf z = { 0 };
 	const char *d = rs->out.p;
-	size_t n = rs->out.len, keep;
+	size_t n = rs->out.len, keep, take;
 	char hex[32];
 	int rc = 0;
 
@@ -585,6 +727,11 @@ static int flush(struct conn *c, int last)
 		keep = rs->first.len < FIRST_BYTES ? FIRST_BYTES - rs->first.len : 0;
 		if (keep && buf_append(&rs->first, rs->out.p, n < keep ? n : keep, FIRST_BYTES))
 			return -1;
+		take = n < OUTCOME_TAIL ? n : OUTCOME_TAIL; /* the last bytes relayed */
+		keep = OUTCOME_TAIL - take < rs->tail_len ? OUTCOME_TAIL - take : rs->tail_len;
+		memmove(rs->tail, rs->tail + rs->tail_len - keep, keep);
+		memcpy(rs->tail + keep, rs->out.p + n - take, take);
+		rs->tail_len = keep + take;
 		rs->relayed += n;
 	}
 	if (rs->gunzip) {
@@ -648,8 +795,8 @@ static void stream_abort(struct conn *c, const char *why)
 
 	log_warn("proxy", "%s: %s", c->sni, why);
 	EVP_DigestFinal_ex(c->rs->sha, h, NULL);
-	record_response(c, c->rs->first.p ? c->rs->first.p : "", c->rs->first.len,
-			c->rs->relayed, h, why);
+	record_response(c, c->rs->first.p ? c->rs->first.p : "", c->rs->first.len, c->rs->tail,
+			c->rs->tail_len, c->rs->relayed, h, why);
 	conn_close(c, why);
 }
 
@@ -714,7 +861,8 @@ static void stream_more(struct conn *c)
 	if (flush(c, 1))
 		return stream_abort(c, "sluice: out of memory");
 	EVP_DigestFinal_ex(rs->sha, h, NULL);
-	record_response(c, rs->first.p ? rs->first.p : "", rs->first.len, rs->relayed, h, NULL);
+	record_response(c, rs->first.p ? rs->first.p : "", rs->first.len, rs->tail, rs->tail_len,
+			rs->relayed, h, NULL);
 	finish_exchange(c, 0);
 }
 

@@ -74,6 +74,9 @@ check "... whole: a million rows, in order" node -e '
   if (o.rows.length !== 1000000 || o.rows[999999].f[0].v !== "1000000") process.exit(1);' "$GATE_DIR/big.json"
 check "... while sluiced's peak memory grew by $(( (after - before) / 1024 )) MB (bound: 32 MB)" \
   test $(( after - before )) -lt 32768
+check "... and its record has the job's outcome (rows, bytes processed)" grep -q \
+  '"bytes_processed":"[0-9]*","job_id":"[^"]*".*"rows":"1000000".*"streamed":true.*"type":"response"' \
+  "$GATE_DIR"/records/*/*.jsonl
 
 # A row larger than limits.value_bytes cannot be filtered: the response is cut, not relayed.
 q='{"query": "SELECT REPEAT(\"v\", 300000) AS big", "useLegacySql": false}'
