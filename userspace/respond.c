@@ -397,66 +397,99 @@ static int deflate_to(struct respond_stream *rs, const char *in, size_t n, int f
 
 /* --- relaying ------------------------------------------------------------------------------ */
 
-/* The response head for the agent: BigQuery's end-to-end headers, then how sluice frames
- * the body: a Content-Length of <len>, or (len < 0) chunked, or until close. */
-static int send_head(struct conn *c, long long len)
+/* The response head for the agent onto <b>: BigQuery's end-to-end headers, then how sluice
+ * frames the body: a Content-Length of <len>, or (len < 0) chunked, or until close. Returns
+ * 0 or -1 (out of memory). */
+static int head_text(struct conn *c, long long len, struct buf *b)
 {
 	const struct http1_response *r = &c->res;
 	struct respond_stream *rs = c->rs;
 	int gz = rs && rs->gunzip, close_after = !c->req.keep_alive || !r->keep_alive;
-	struct buf b = { 0 };
 	char line[128];
 	size_t i;
-	int rc = 0;
 
 	snprintf(line, sizeof(line), "HTTP/1.1 %d ", r->status);
-	out_str(&b, line);
-	out_append(&b, r->reason.p, r->reason.len);
-	out_str(&b, "\r\n");
+	out_str(b, line);
+	out_append(b, r->reason.p, r->reason.len);
+	out_str(b, "\r\n");
 	for (i = 0; i < r->num_headers; i++) {
 		if (conn_hop_by_hop(r->headers[i].name) ||
 		    (gz && http1_slice_ieq(r->headers[i].name, "content-encoding")))
 			continue;
-		out_append(&b, r->headers[i].name.p, r->headers[i].name.len);
-		out_str(&b, ": ");
-		out_append(&b, r->headers[i].value.p, r->headers[i].value.len);
-		out_str(&b, "\r\n");
+		out_append(b, r->headers[i].name.p, r->headers[i].name.len);
+		out_str(b, ": ");
+		out_append(b, r->headers[i].value.p, r->headers[i].value.len);
+		out_str(b, "\r\n");
 	}
 	if (gz)
-		out_str(&b, "Content-Encoding: gzip\r\n");
+		out_str(b, "Content-Encoding: gzip\r\n");
 	if (!(r->status < 200 || r->status == 204 || r->status == 304)) {
 		if (len >= 0) {
 			snprintf(line, sizeof(line), "Content-Length: %llu\r\n", c->head_is_head ?
 				 (unsigned long long)r->content_length : (unsigned long long)len);
-			out_str(&b, line);
+			out_str(b, line);
 		} else if (rs->chunked) {
-			out_str(&b, "Transfer-Encoding: chunked\r\n");
+			out_str(b, "Transfer-Encoding: chunked\r\n");
 		} else {
 			close_after = 1;
 		}
 	}
 	if (close_after)
-		out_str(&b, "Connection: close\r\n");
-	out_str(&b, "\r\n");
-	if (!b.p || conn_write(c, CLI, b.p, b.len))
-		rc = -1;
+		out_str(b, "Connection: close\r\n");
+	out_str(b, "\r\n");
+	return b->p ? 0 : -1;
+}
+
+/* The head of a streamed response (chunked, or until close). Returns 0 or -1. */
+static int send_head(struct conn *c)
+{
+	struct buf b = { 0 };
+	int rc = head_text(c, -1, &b) || conn_write(c, CLI, b.p, b.len) ? -1 : 0;
+
 	buf_free(&b);
 	return rc;
 }
 
-/* Relay a whole filtered body, compressed again when BigQuery's was. */
-static int send_response(struct conn *c, const char *body, size_t len)
+/* Relay head and body in one write (one run of TLS records, the head not a record of its
+ * own): the head is put in the <room> bytes just before body[0..len), which the caller has
+ * done with, when it fits; else it goes first on its own. Returns 0 or -1. */
+static int send_with_head(struct conn *c, char *body, size_t len, size_t room)
+{
+	struct buf h = { 0 };
+	int rc = head_text(c, (long long)len, &h);
+
+	if (!rc && h.len <= room) {
+		memcpy(body - h.len, h.p, h.len);
+		rc = conn_write(c, CLI, body - h.len, h.len + len);
+	} else if (!rc) {
+		rc = conn_write(c, CLI, h.p, h.len) || conn_write(c, CLI, body, len);
+	}
+	buf_free(&h);
+	return rc ? -1 : 0;
+}
+
+/* Relay a whole filtered body, compressed again when BigQuery's was. A body still where it
+ * arrived, right after BigQuery's head, takes the agent's head in that head's place (nothing
+ * reads BigQuery's head any more). */
+static int send_response(struct conn *c, char *body, size_t len)
 {
 	struct buf z = { 0 };
+	size_t room;
 	int rc;
 
 	if (c->rs && c->rs->gunzip) {
-		rc = deflate_to(c->rs, body, len, Z_FINISH, &z) || send_head(c, (long long)z.len) ||
-		     conn_write(c, CLI, z.p, z.len);
+		/* room for the head before the compressed body: BigQuery's head and what sluice
+		 * adds to it (the encoding, a longer length, Connection: close) */
+		room = c->res_head_len + 128;
+		rc = buf_reserve(&z, room);
+		z.len = room;
+		rc = rc || deflate_to(c->rs, body, len, Z_FINISH, &z) ||
+		     send_with_head(c, z.p + room, z.len - room, room);
 		buf_free(&z);
 		return rc ? -1 : 0;
 	}
-	return send_head(c, (long long)len) || conn_write(c, CLI, body, len) ? -1 : 0;
+	room = body == c->s[UP].in.p + c->res_head_len ? c->res_head_len : 0;
+	return send_with_head(c, body, len, room);
 }
 
 /* The response record: what the agent received (<first> bytes of it, <total> in all and
@@ -639,7 +672,7 @@ static void respond_whole(struct conn *c, char *body, size_t body_len, size_t ra
 		free(done_body);
 		return;
 	}
-	if (send_response(c, relayed, relayed_len)) {
+	if (send_response(c, (char *)relayed, relayed_len)) {
 		free(done_body);
 		conn_close(c, "out of memory");
 		return;
@@ -990,7 +1023,7 @@ void respond_parse(struct conn *c)
 				  "accessDenied" : "backendError", msg);
 			return;
 		}
-		if (send_head(c, -1)) {
+		if (send_head(c)) {
 			conn_close(c, "out of memory");
 			return;
 		}

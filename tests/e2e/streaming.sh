@@ -58,6 +58,17 @@ check "... which are valid JSON with 50 rows" node -e '
   const o = JSON.parse(require("fs").readFileSync(process.argv[1]));
   if (o.rows.length !== 50) process.exit(1);' "$GATE_DIR/gz.json"
 check "... and no clear value" no_clear "$GATE_DIR/gz.json"
+# A page under the buffer is relayed whole, in one write with its head: gzip and not.
+url="$url&maxResults=2"
+fetch "$GATE_DIR/gz1.json" "$GATE_DIR/gz1.h" --compressed
+fetch "$GATE_DIR/id1.json" "$GATE_DIR/id1.h"
+check "a whole page: gzip with a length" bash -c \
+  'grep -qi "^content-encoding: gzip" "$1" && grep -qi "^content-length" "$1"' _ "$GATE_DIR/gz1.h"
+check "... the same masked rows either way" cmp -s "$GATE_DIR/gz1.json" "$GATE_DIR/id1.json"
+check "... which are 2 valid rows" node -e '
+  const o = JSON.parse(require("fs").readFileSync(process.argv[1]));
+  if (o.rows.length !== 2) process.exit(1);' "$GATE_DIR/id1.json"
+check "... and no clear value" no_clear "$GATE_DIR/id1.json"
 
 # About 100 MB in one response: it passes whole, and sluiced's memory stays bounded.
 q='{"query": "SELECT x, REPEAT(\"p\", 60) AS pad FROM UNNEST(GENERATE_ARRAY(1, 1000000)) AS x", "useLegacySql": false, "timeoutMs": 120000}'
