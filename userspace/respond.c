@@ -48,7 +48,10 @@ struct respond_stream {
 	struct jsonseg seg;
 	struct mask_plan *plan; /* rows of a masked table */
 	struct mask_buf out;   /* filtered text not yet relayed */
-	EVP_MD_CTX *sha;       /* of all the filtered text relayed */
+	EVP_MD_CTX *sha;       /* of all the filtered text relayed; of a whole body, of the
+				* plain bytes as they arrive (while <hashing>) */
+	int hashing;
+	size_t hashed;         /* ... bytes of it hashed so far */
 	uint64_t relayed;
 	struct buf first;      /* its first FIRST_BYTES, for the record */
 	char tail[OUTCOME_TAIL]; /* ... and its last bytes, for the outcome */
@@ -568,6 +571,42 @@ static void finish_exchange(struct conn *c, size_t raw_left)
 
 /* --- a whole response ------------------------------------------------------------------------ */
 
+/* A whole body's digest is taken as its plain bytes arrive, while they are still in the
+ * cache, not in a pass of its own at the end: plain[0..len) is the body so far (it only
+ * grows). Not for rows masked into a new body, nor when nothing is recorded; on any
+ * failure the body is hashed at the end as it was relayed. */
+static void hash_arrived(struct conn *c, const char *plain, size_t len)
+{
+	struct respond_stream *rs = c->rs;
+
+	if (!c->env->rec || (c->row_mask && c->res.status == 200))
+		return;
+	if (!rs || !rs->sha) {
+		if (!(rs = rs_get(c)) || (!rs->sha && !(rs->sha = EVP_MD_CTX_new())) ||
+		    !EVP_DigestInit_ex(rs->sha, EVP_sha256(), NULL))
+			return;
+		rs->hashing = 1;
+		rs->hashed = 0;
+	}
+	if (rs->hashing && len > rs->hashed) {
+		if (!EVP_DigestUpdate(rs->sha, plain + rs->hashed, len - rs->hashed))
+			rs->hashing = 0;
+		rs->hashed = len;
+	}
+}
+
+/* Did the detectors mask something in place (the body is not what arrived any more)? */
+static int detect_masked(const struct conn *c)
+{
+	const struct detect_rules *r = policy_detect(c->env->policy);
+	int i;
+
+	for (i = 0; r && i < 5; i++)
+		if (c->found.count[i] && r->action[i] == DETECT_MASK)
+			return 1;
+	return 0;
+}
+
 /* A complete body[0..body_len) (plain: de-chunked and inflated); <raw_left> of its bytes are
  * still in s[UP].in after the head. */
 static void respond_whole(struct conn *c, char *body, size_t body_len, size_t raw_left)
@@ -575,6 +614,8 @@ static void respond_whole(struct conn *c, char *body, size_t body_len, size_t ra
 	struct side *u = &c->s[UP];
 	char *done_body = NULL; /* what was relayed, when sluice changed it */
 	const char *relayed = body;
+	const unsigned char *sha = NULL;
+	unsigned char h[32];
 	size_t relayed_len = body_len;
 
 	if (c->fetching_schema) {
@@ -677,7 +718,11 @@ static void respond_whole(struct conn *c, char *body, size_t body_len, size_t ra
 		conn_close(c, "out of memory");
 		return;
 	}
-	record_response(c, relayed, relayed_len, relayed, relayed_len, relayed_len, NULL, NULL);
+	/* the digest taken as the body arrived, when what was relayed is still those bytes */
+	if (c->rs && c->rs->hashing && !done_body && c->rs->hashed == relayed_len &&
+	    !detect_masked(c) && EVP_DigestFinal_ex(c->rs->sha, h, NULL))
+		sha = h;
+	record_response(c, relayed, relayed_len, relayed, relayed_len, relayed_len, sha, NULL);
 	free(done_body);
 	finish_exchange(c, raw_left);
 }
@@ -841,8 +886,10 @@ static int stream_start(struct conn *c, const char **why)
 	struct respond_stream *rs = rs_get(c);
 	char err[256];
 
-	if (!rs || !(rs->sha = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(rs->sha, EVP_sha256(), NULL))
+	if (!rs || (!rs->sha && !(rs->sha = EVP_MD_CTX_new())) ||
+	    !EVP_DigestInit_ex(rs->sha, EVP_sha256(), NULL))
 		return *why = "sluice: out of memory", -1;
+	rs->hashing = 0; /* the digest is of the filtered text from now on */
 	if (c->row_mask && c->res.status == 200) {
 		json_t *schema = c->schema ? json_loads(c->schema, 0, NULL) : NULL;
 
@@ -999,6 +1046,9 @@ void respond_parse(struct conn *c)
 			return;
 		}
 	}
+	if (!must_whole && plain_len <= whole_limit && (!plain_done || (c->rs && c->rs->hashing)))
+		hash_arrived(c, c->rs && c->rs->gunzip ? c->rs->plain.p : u->in.p + c->res_head_len,
+			     plain_len);
 	if (!plain_done && plain_len <= whole_limit) {
 		if (u->eof)
 			conn_deny(c, 502, "UNAVAILABLE", "backendError",
