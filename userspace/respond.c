@@ -36,6 +36,7 @@
 #define OUTCOME_HEAD 65536       /* bytes of a body's start searched for the outcome's keys */
 #define OUTCOME_TAIL 4096        /* ... and of its end, read backwards */
 #define OUTCOME_MEMBERS 32       /* trailing members read */
+#define OUT_GAP 16               /* bytes kept before the filtered text for a chunk's size line */
 
 struct respond_stream {
 	int gunzip;            /* BigQuery's body is gzip: inflate it, gzip what is relayed */
@@ -47,7 +48,7 @@ struct respond_stream {
 	int chunked;           /* ... in chunks (else until close, to an HTTP/1.0 agent) */
 	struct jsonseg seg;
 	struct mask_plan *plan; /* rows of a masked table */
-	struct mask_buf out;   /* filtered text not yet relayed */
+	struct mask_buf out;   /* filtered text not yet relayed, after OUT_GAP bytes */
 	EVP_MD_CTX *sha;       /* of all the filtered text relayed; of a whole body, of the
 				* plain bytes as they arrive (while <hashing>) */
 	int hashing;
@@ -782,52 +783,87 @@ static int filter_part(struct conn *c, const char *p, const struct jsonseg_part 
 	return 0;
 }
 
-/* Relay what is filtered: a chunk (compressed again when BigQuery's body was), and the end
- * of the body when <last>. Returns 0 or -1. */
+/* Make room for <n> bytes after the filtered text, past its bound (the chunk's framing). */
+static int out_room(struct mask_buf *b, size_t n)
+{
+	char *q;
+
+	if (b->len + n <= b->cap)
+		return 0;
+	if (!(q = realloc(b->p, b->len + n)))
+		return -1;
+	b->p = q;
+	b->cap = b->len + n;
+	return 0;
+}
+
+/* Relay d[0..n) in one write: as a chunk, its size line written into the OUT_GAP bytes
+ * before <d>, its CRLF and (<last>) the last chunk into the 7 bytes of room after it; or as
+ * it is, to an agent that reads until close. Returns 0 or -1. */
+static int relay_framed(struct conn *c, char *d, size_t n, int last)
+{
+	char size[OUT_GAP + 1];
+	size_t k = 0, e = n;
+
+	if (!c->rs->chunked)
+		return n ? conn_write(c, CLI, d, n) : 0;
+	if (n) {
+		k = (size_t)snprintf(size, sizeof(size), "%zx\r\n", n);
+		memcpy(d - k, size, k);
+		memcpy(d + e, "\r\n", 2);
+		e += 2;
+	}
+	if (last) {
+		memcpy(d + e, "0\r\n\r\n", 5);
+		e += 5;
+	}
+	return k + e ? conn_write(c, CLI, d - k, k + e) : 0;
+}
+
+/* Relay what is filtered (rs->out after its OUT_GAP bytes): a chunk (compressed again when
+ * BigQuery's body was), and the end of the body when <last>. Returns 0 or -1. */
 static int flush(struct conn *c, int last)
 {
 	struct respond_stream *rs = c->rs;
 	struct buf z = { 0 };
-	const char *d = rs->out.p;
-	size_t n = rs->out.len, keep, take;
-	char hex[32];
+	char *d = rs->out.p + OUT_GAP;
+	size_t n = rs->out.len - OUT_GAP, keep, take;
 	int rc = 0;
 
 	if (n && !rs->relayed && c->res.status == 200 && http1_slice_ieq(c->req.method, "POST")) {
 		/* a job created through sluice: its results may go to this (masked) identity */
 		char jid[160];
 
-		if (json_field(rs->out.p, n, "\"jobId\":", jid, sizeof(jid)))
+		if (json_field(d, n, "\"jobId\":", jid, sizeof(jid)))
 			jobseen_add(conn_identity(c), jid);
 	}
 	if (n) {
-		EVP_DigestUpdate(rs->sha, rs->out.p, n);
+		EVP_DigestUpdate(rs->sha, d, n);
 		keep = rs->first.len < FIRST_BYTES ? FIRST_BYTES - rs->first.len : 0;
-		if (keep && buf_append(&rs->first, rs->out.p, n < keep ? n : keep, FIRST_BYTES))
+		if (keep && buf_append(&rs->first, d, n < keep ? n : keep, FIRST_BYTES))
 			return -1;
 		take = n < OUTCOME_TAIL ? n : OUTCOME_TAIL; /* the last bytes relayed */
 		keep = OUTCOME_TAIL - take < rs->tail_len ? OUTCOME_TAIL - take : rs->tail_len;
 		memmove(rs->tail, rs->tail + rs->tail_len - keep, keep);
-		memcpy(rs->tail + keep, rs->out.p + n - take, take);
+		memcpy(rs->tail + keep, d + n - take, take);
 		rs->tail_len = keep + take;
 		rs->relayed += n;
 	}
 	if (rs->gunzip) {
-		if ((n || last) && deflate_to(rs, rs->out.p, n, last ? Z_FINISH : Z_SYNC_FLUSH, &z))
+		z.len = OUT_GAP; /* the size line goes there */
+		if ((n || last) && (buf_reserve(&z, OUT_GAP) ||
+				    deflate_to(rs, d, n, last ? Z_FINISH : Z_SYNC_FLUSH, &z)))
 			rc = -1;
-		d = z.p;
-		n = z.len;
+		d = z.p + OUT_GAP;
+		n = z.len - OUT_GAP;
+		rc = rc || buf_reserve(&z, 7);
+	} else {
+		rc = out_room(&rs->out, 7);
+		d = rs->out.p + OUT_GAP;
 	}
-	if (!rc && n && rs->chunked) {
-		snprintf(hex, sizeof(hex), "%zx\r\n", n);
-		rc = conn_write(c, CLI, hex, strlen(hex)) || conn_write(c, CLI, d, n) ||
-		     conn_write(c, CLI, "\r\n", 2);
-	} else if (!rc && n) {
-		rc = conn_write(c, CLI, d, n);
-	}
-	if (!rc && last && rs->chunked)
-		rc = conn_write(c, CLI, "0\r\n\r\n", 5);
-	rs->out.len = 0;
+	if (!rc)
+		rc = relay_framed(c, d, n, last);
+	rs->out.len = OUT_GAP;
 	buf_free(&z);
 	return rc ? -1 : 0;
 }
@@ -904,7 +940,11 @@ static int stream_start(struct conn *c, const char **why)
 	free(c->up_body);
 	c->up_body = NULL;
 	jsonseg_init(&rs->seg, conf->value_bytes, rs->plan ? "rows" : NULL);
-	rs->out.max = 2 * (conf->value_bytes + conf->buffer_bytes) + FLUSH_BYTES;
+	rs->out.max = OUT_GAP + 2 * (conf->value_bytes + conf->buffer_bytes) + FLUSH_BYTES;
+	if (!rs->out.p && !(rs->out.p = malloc(65536)))
+		return *why = "sluice: out of memory", -1;
+	rs->out.cap = 65536;
+	rs->out.len = OUT_GAP;
 	rs->chunked = c->req.minor_version >= 1;
 	memset(&c->found, 0, sizeof(c->found));
 	return 0;
@@ -934,7 +974,7 @@ static void stream_more(struct conn *c)
 	if (stream_round(c, eof, &why))
 		return stream_abort(c, why);
 	if (!eof || !jsonseg_done(&rs->seg)) {
-		if (rs->out.len && flush(c, 0))
+		if (rs->out.len > OUT_GAP && flush(c, 0))
 			stream_abort(c, "sluice: out of memory");
 		return;
 	}

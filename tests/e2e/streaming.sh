@@ -58,6 +58,9 @@ check "... which are valid JSON with 50 rows" node -e '
   const o = JSON.parse(require("fs").readFileSync(process.argv[1]));
   if (o.rows.length !== 50) process.exit(1);' "$GATE_DIR/gz.json"
 check "... and no clear value" no_clear "$GATE_DIR/gz.json"
+fetch "$GATE_DIR/h10.json" "$GATE_DIR/h10.h" --http1.0
+check "HTTP/1.0: streamed until close, the same rows" bash -c \
+  '! grep -qi "^transfer-encoding" "$1" && cmp -s "$2" "$3"' _ "$GATE_DIR/h10.h" "$GATE_DIR/h10.json" "$GATE_DIR/id.json"
 # A page under the buffer is relayed whole, in one write with its head: gzip and not.
 url="$url&maxResults=2"
 fetch "$GATE_DIR/gz1.json" "$GATE_DIR/gz1.h" --compressed
