@@ -11,6 +11,7 @@
  * gzip: BigQuery is asked for it when the agent accepts it (exchange.c); sluice inflates it
  * (bounded, so a small body cannot inflate without limit), filters, and compresses what it
  * relays again. The response record holds what the agent received, masked. */
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -32,6 +33,10 @@
 
 #define FLUSH_BYTES (256 * 1024) /* filtered bytes relayed at once while streaming */
 #define FIRST_BYTES 65536        /* the start of a streamed body kept for its record */
+#define OUTCOME_HEAD 65536       /* bytes of a body's start searched for the outcome's keys */
+#define OUTCOME_TAIL 4096        /* ... and of its end, read backwards */
+#define OUTCOME_MEMBERS 32       /* trailing members read */
+#define OUT_GAP 16               /* bytes kept before the filtered text for a chunk's size line */
 
 struct respond_stream {
 	int gunzip;            /* BigQuery's body is gzip: inflate it, gzip what is relayed */
@@ -43,10 +48,15 @@ struct respond_stream {
 	int chunked;           /* ... in chunks (else until close, to an HTTP/1.0 agent) */
 	struct jsonseg seg;
 	struct mask_plan *plan; /* rows of a masked table */
-	struct mask_buf out;   /* filtered text not yet relayed */
-	EVP_MD_CTX *sha;       /* of all the filtered text relayed */
+	struct mask_buf out;   /* filtered text not yet relayed, after OUT_GAP bytes */
+	EVP_MD_CTX *sha;       /* of all the filtered text relayed; of a whole body, of the
+				* plain bytes as they arrive (while <hashing>) */
+	int hashing;
+	size_t hashed;         /* ... bytes of it hashed so far */
 	uint64_t relayed;
 	struct buf first;      /* its first FIRST_BYTES, for the record */
+	char tail[OUTCOME_TAIL]; /* ... and its last bytes, for the outcome */
+	size_t tail_len;
 };
 
 void respond_free(struct conn *c)
@@ -95,6 +105,135 @@ static int json_field(const char *b, size_t len, const char *key, char *out, siz
 	memcpy(out, p, n);
 	out[n] = '\0';
 	return 1;
+}
+
+/* --- the outcome, for the record ------------------------------------------------------------ */
+
+
+/* The outcome's keys, in the order of struct respond_outcome's fields. */
+static const struct {
+	const char *pat; /* "\"key\":" */
+	size_t len;
+} outcome_keys[3] = {
+	{ "\"jobId\":", 8 }, { "\"totalRows\":", 12 }, { "\"totalBytesProcessed\":", 22 },
+};
+
+static char *outcome_slot(struct respond_outcome *o, int i)
+{
+	return i == 0 ? o->job_id : i == 1 ? o->rows : o->bytes_processed;
+}
+
+/* The value that starts at <p> (before <e>) into <out>: a string's text up to its quote, or
+ * a scalar, at most 150 bytes (as the records have always shown it). Returns 1, or 0 when
+ * there is none or it does not fit. */
+static int outcome_value(const char *p, const char *e, char *out, size_t outlen)
+{
+	const char *v;
+	size_t n;
+
+	while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '"'))
+		p++;
+	for (v = p; v < e && *v != '"' && *v != ',' && *v != '}' && v - p < 150; v++)
+		;
+	n = (size_t)(v - p);
+	if (!n || n >= outlen)
+		return 0;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return 1;
+}
+
+static int json_ws(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
+}
+
+/* The opening quote of the string whose closing quote is at t[end], not before t[lo]: the
+ * nearest quote before it that no odd run of backslashes escapes. Returns its index, or -1. */
+static long string_start(const char *t, size_t lo, size_t end)
+{
+	const char *q;
+	size_t k;
+
+	while (end > lo && (q = memrchr(t + lo, '"', end - lo))) {
+		end = (size_t)(q - t);
+		for (k = 0; k < end && t[end - 1 - k] == '\\'; k++)
+			;
+		if (!(k & 1))
+			return (long)end;
+	}
+	return -1;
+}
+
+/* The members at the end of the document t[0..len), read backwards while their values are
+ * strings or scalars; fills the outcome's empty fields. */
+static void outcome_tail(const char *t, size_t len, struct respond_outcome *o)
+{
+	size_t lo = len > OUTCOME_TAIL ? len - OUTCOME_TAIL : 0, i = len, v, ve;
+	long j;
+	int m, k;
+
+	while (i > lo && json_ws(t[i - 1]))
+		i--;
+	if (i <= lo || t[i - 1] != '}')
+		return;
+	i--;
+	for (m = 0; m < OUTCOME_MEMBERS; m++) {
+		while (i > lo && json_ws(t[i - 1]))
+			i--;
+		if (i <= lo)
+			return;
+		ve = i;
+		if (t[i - 1] == '"') {
+			if ((j = string_start(t, lo, i - 1)) < 0)
+				return;
+			i = (size_t)j;
+		} else {
+			while (i > lo && (isalnum((unsigned char)t[i - 1]) || t[i - 1] == '-' ||
+					  t[i - 1] == '+' || t[i - 1] == '.'))
+				i--;
+			if (i == ve)
+				return; /* an array or object: the rows are before it */
+		}
+		v = i;
+		while (i > lo && json_ws(t[i - 1]))
+			i--;
+		if (i <= lo || t[i - 1] != ':')
+			return;
+		i--;
+		while (i > lo && json_ws(t[i - 1]))
+			i--;
+		if (i <= lo || t[i - 1] != '"' || (j = string_start(t, lo, i - 1)) < 0)
+			return;
+		for (k = 1; k < 3; k++) /* "jobId" is not a top-level member */
+			if (!*outcome_slot(o, k) && i - (size_t)j == outcome_keys[k].len - 1 &&
+			    !memcmp(t + j, outcome_keys[k].pat, outcome_keys[k].len - 1))
+				outcome_value(t + v, t + ve, outcome_slot(o, k), 160);
+		i = (size_t)j;
+		while (i > lo && json_ws(t[i - 1]))
+			i--;
+		if (i <= lo || t[i - 1] != ',')
+			return;
+		i--;
+	}
+}
+
+void respond_outcome(const char *head, size_t head_len, const char *tail, size_t tail_len,
+		     struct respond_outcome *o)
+{
+	size_t h = head_len < OUTCOME_HEAD ? head_len : OUTCOME_HEAD;
+	const char *p = memmem(head, h, "\"rows\":", 7);
+	int i;
+
+	memset(o, 0, sizeof(*o));
+	if (p)
+		h = (size_t)(p - head);
+	for (i = 0; i < 3; i++)
+		if ((p = memmem(head, h, outcome_keys[i].pat, outcome_keys[i].len)))
+			outcome_value(p + outcome_keys[i].len, head + head_len, outcome_slot(o, i),
+				      160);
+	if (!*o->rows || !*o->bytes_processed)
+		outcome_tail(tail, tail_len, o);
 }
 
 /* What the agent is told when a detector's finding is refused by the policy. */
@@ -262,100 +401,140 @@ static int deflate_to(struct respond_stream *rs, const char *in, size_t n, int f
 
 /* --- relaying ------------------------------------------------------------------------------ */
 
-/* The response head for the agent: BigQuery's end-to-end headers, then how sluice frames
- * the body: a Content-Length of <len>, or (len < 0) chunked, or until close. */
-static int send_head(struct conn *c, long long len)
+/* The response head for the agent onto <b>: BigQuery's end-to-end headers, then how sluice
+ * frames the body: a Content-Length of <len>, or (len < 0) chunked, or until close. Returns
+ * 0 or -1 (out of memory). */
+static int head_text(struct conn *c, long long len, struct buf *b)
 {
 	const struct http1_response *r = &c->res;
 	struct respond_stream *rs = c->rs;
 	int gz = rs && rs->gunzip, close_after = !c->req.keep_alive || !r->keep_alive;
-	struct buf b = { 0 };
 	char line[128];
 	size_t i;
-	int rc = 0;
 
 	snprintf(line, sizeof(line), "HTTP/1.1 %d ", r->status);
-	out_str(&b, line);
-	out_append(&b, r->reason.p, r->reason.len);
-	out_str(&b, "\r\n");
+	out_str(b, line);
+	out_append(b, r->reason.p, r->reason.len);
+	out_str(b, "\r\n");
 	for (i = 0; i < r->num_headers; i++) {
 		if (conn_hop_by_hop(r->headers[i].name) ||
 		    (gz && http1_slice_ieq(r->headers[i].name, "content-encoding")))
 			continue;
-		out_append(&b, r->headers[i].name.p, r->headers[i].name.len);
-		out_str(&b, ": ");
-		out_append(&b, r->headers[i].value.p, r->headers[i].value.len);
-		out_str(&b, "\r\n");
+		out_append(b, r->headers[i].name.p, r->headers[i].name.len);
+		out_str(b, ": ");
+		out_append(b, r->headers[i].value.p, r->headers[i].value.len);
+		out_str(b, "\r\n");
 	}
 	if (gz)
-		out_str(&b, "Content-Encoding: gzip\r\n");
+		out_str(b, "Content-Encoding: gzip\r\n");
 	if (!(r->status < 200 || r->status == 204 || r->status == 304)) {
 		if (len >= 0) {
 			snprintf(line, sizeof(line), "Content-Length: %llu\r\n", c->head_is_head ?
 				 (unsigned long long)r->content_length : (unsigned long long)len);
-			out_str(&b, line);
+			out_str(b, line);
 		} else if (rs->chunked) {
-			out_str(&b, "Transfer-Encoding: chunked\r\n");
+			out_str(b, "Transfer-Encoding: chunked\r\n");
 		} else {
 			close_after = 1;
 		}
 	}
 	if (close_after)
-		out_str(&b, "Connection: close\r\n");
-	out_str(&b, "\r\n");
-	if (!b.p || conn_write(c, CLI, b.p, b.len))
-		rc = -1;
+		out_str(b, "Connection: close\r\n");
+	out_str(b, "\r\n");
+	return b->p ? 0 : -1;
+}
+
+/* The head of a streamed response (chunked, or until close). Returns 0 or -1. */
+static int send_head(struct conn *c)
+{
+	struct buf b = { 0 };
+	int rc = head_text(c, -1, &b) || conn_write(c, CLI, b.p, b.len) ? -1 : 0;
+
 	buf_free(&b);
 	return rc;
 }
 
-/* Relay a whole filtered body, compressed again when BigQuery's was. */
-static int send_response(struct conn *c, const char *body, size_t len)
+/* Relay head and body in one write (one run of TLS records, the head not a record of its
+ * own): the head is put in the <room> bytes just before body[0..len), which the caller has
+ * done with, when it fits; else it goes first on its own. Returns 0 or -1. */
+static int send_with_head(struct conn *c, char *body, size_t len, size_t room)
+{
+	struct buf h = { 0 };
+	int rc = head_text(c, (long long)len, &h);
+
+	if (!rc && h.len <= room) {
+		memcpy(body - h.len, h.p, h.len);
+		rc = conn_write(c, CLI, body - h.len, h.len + len);
+	} else if (!rc) {
+		rc = conn_write(c, CLI, h.p, h.len) || conn_write(c, CLI, body, len);
+	}
+	buf_free(&h);
+	return rc ? -1 : 0;
+}
+
+/* Relay a whole filtered body, compressed again when BigQuery's was. A body still where it
+ * arrived, right after BigQuery's head, takes the agent's head in that head's place (nothing
+ * reads BigQuery's head any more). */
+static int send_response(struct conn *c, char *body, size_t len)
 {
 	struct buf z = { 0 };
+	size_t room;
 	int rc;
 
 	if (c->rs && c->rs->gunzip) {
-		rc = deflate_to(c->rs, body, len, Z_FINISH, &z) || send_head(c, (long long)z.len) ||
-		     conn_write(c, CLI, z.p, z.len);
+		/* room for the head before the compressed body: BigQuery's head and what sluice
+		 * adds to it (the encoding, a longer length, Connection: close) */
+		room = c->res_head_len + 128;
+		rc = buf_reserve(&z, room);
+		z.len = room;
+		rc = rc || deflate_to(c->rs, body, len, Z_FINISH, &z) ||
+		     send_with_head(c, z.p + room, z.len - room, room);
 		buf_free(&z);
 		return rc ? -1 : 0;
 	}
-	return send_head(c, (long long)len) || conn_write(c, CLI, body, len) ? -1 : 0;
+	room = body == c->s[UP].in.p + c->res_head_len ? c->res_head_len : 0;
+	return send_with_head(c, body, len, room);
 }
 
 /* The response record: what the agent received (<first> bytes of it, <total> in all and
- * its SHA-256, NULL to hash <first>, which is then all of it), and <error> if it failed. */
-static void record_response(struct conn *c, const char *first, size_t first_len, uint64_t total,
+ * its SHA-256, NULL to hash <first>, which is then all of it; <tail>: its last bytes, for
+ * the outcome), and <error> if it failed. */
+static void record_response(struct conn *c, const char *first, size_t first_len,
+			    const char *tail, size_t tail_len, uint64_t total,
 			    const unsigned char *sha, const char *error)
 {
+	struct respond_outcome oc;
 	json_t *f;
-	char v[160];
 
 	if (!c->env->rec)
 		return;
-	f = json_pack("{s:i, s:s%, s:I}", "status", c->res.status, "path", c->req.target.p,
-		      (size_t)c->req.target.len, "latency_ms",
-		      (json_int_t)(worker_now_ms(c->w) - c->forwarded_ms));
+	f = json_object();
+	if (!f)
+		return;
+	json_object_set_new(f, "status", json_integer(c->res.status));
+	json_object_set_new(f, "path", json_stringn(c->req.target.p, c->req.target.len));
+	json_object_set_new(f, "latency_ms",
+			    json_integer((json_int_t)(worker_now_ms(c->w) - c->forwarded_ms)));
 	/* the outcome an auditor looks for first, read off the body without parsing it */
-	if (f && json_field(first, first_len, "\"jobId\":", v, sizeof(v)))
-		json_object_set_new(f, "job_id", json_string(v));
-	if (f && json_field(first, first_len, "\"totalRows\":", v, sizeof(v)))
-		json_object_set_new(f, "rows", json_string(v));
-	if (f && json_field(first, first_len, "\"totalBytesProcessed\":", v, sizeof(v)))
-		json_object_set_new(f, "bytes_processed", json_string(v));
-	if (f && c->found.found)
+	respond_outcome(first, first_len, tail, tail_len, &oc);
+	if (*oc.job_id)
+		json_object_set_new(f, "job_id", json_string(oc.job_id));
+	if (*oc.rows)
+		json_object_set_new(f, "rows", json_string(oc.rows));
+	if (*oc.bytes_processed)
+		json_object_set_new(f, "bytes_processed", json_string(oc.bytes_processed));
+	if (c->found.found)
 		json_object_set_new(f, "detected", json_pack("{s:i, s:i, s:i, s:i, s:i}",
 			"email", c->found.count[0], "card", c->found.count[1], "ssn",
 			c->found.count[2], "phone", c->found.count[3], "iban", c->found.count[4]));
-	if (f && c->rs && c->rs->streaming)
+	if (c->rs && c->rs->streaming)
 		json_object_set_new(f, "streamed", json_true());
-	if (f && error)
+	if (error)
 		json_object_set_new(f, "error", json_string(error));
-	if (f && sha)
+	if (sha)
 		rec_put_body_digest(f, "body", first, first_len, total, sha,
 				    c->env->conf->record_body_bytes);
-	else if (f)
+	else
 		rec_put_body(f, "body", first, first_len, c->env->conf->record_body_bytes);
 	conn_record(c, "response", f);
 }
@@ -393,13 +572,84 @@ static void finish_exchange(struct conn *c, size_t raw_left)
 
 /* --- a whole response ------------------------------------------------------------------------ */
 
+/* A whole body's digest is taken as its plain bytes arrive, while they are still in the
+ * cache, not in a pass of its own at the end: plain[0..len) is the body so far (it only
+ * grows). Not for rows masked into a new body, nor when nothing is recorded; on any
+ * failure the body is hashed at the end as it was relayed. */
+static void hash_arrived(struct conn *c, const char *plain, size_t len)
+{
+	struct respond_stream *rs = c->rs;
+
+	if (!c->env->rec || (c->row_mask && c->res.status == 200))
+		return;
+	if (!rs || !rs->sha) {
+		if (!(rs = rs_get(c)) || (!rs->sha && !(rs->sha = EVP_MD_CTX_new())) ||
+		    !EVP_DigestInit_ex(rs->sha, EVP_sha256(), NULL))
+			return;
+		rs->hashing = 1;
+		rs->hashed = 0;
+	}
+	if (rs->hashing && len > rs->hashed) {
+		if (!EVP_DigestUpdate(rs->sha, plain + rs->hashed, len - rs->hashed))
+			rs->hashing = 0;
+		rs->hashed = len;
+	}
+}
+
+/* The masked rows of whole responses are written into one buffer per worker thread, kept
+ * between responses up to SCRATCH_KEEP bytes: its pages are touched once, not on every
+ * response (a fresh buffer's first touch is about 40% of the row masker's time). */
+#define SCRATCH_KEEP (2u << 20)
+static __thread struct mask_buf scratch;
+
+/* The kept buffer (or none), empty, for output bounded by <max>. */
+static struct mask_buf scratch_take(size_t max)
+{
+	struct mask_buf b = scratch;
+
+	memset(&scratch, 0, sizeof(scratch));
+	if (b.cap > max) { /* the masker bounds a buffer only as it grows it */
+		free(b.p);
+		memset(&b, 0, sizeof(b));
+	}
+	b.len = 0;
+	b.max = max;
+	return b;
+}
+
+/* A body sluice relayed is done with: <cap> > 0 when it is the scratch buffer. */
+static void body_release(char *p, size_t cap)
+{
+	if (cap && cap <= SCRATCH_KEEP && !scratch.p) {
+		scratch.p = p;
+		scratch.cap = cap;
+	} else {
+		free(p);
+	}
+}
+
+/* Did the detectors mask something in place (the body is not what arrived any more)? */
+static int detect_masked(const struct conn *c)
+{
+	const struct detect_rules *r = policy_detect(c->env->policy);
+	int i;
+
+	for (i = 0; r && i < 5; i++)
+		if (c->found.count[i] && r->action[i] == DETECT_MASK)
+			return 1;
+	return 0;
+}
+
 /* A complete body[0..body_len) (plain: de-chunked and inflated); <raw_left> of its bytes are
  * still in s[UP].in after the head. */
 static void respond_whole(struct conn *c, char *body, size_t body_len, size_t raw_left)
 {
 	struct side *u = &c->s[UP];
 	char *done_body = NULL; /* what was relayed, when sluice changed it */
+	size_t done_cap = 0;    /* ... the scratch buffer's size, when it is that */
 	const char *relayed = body;
+	const unsigned char *sha = NULL;
+	unsigned char h[32];
 	size_t relayed_len = body_len;
 
 	if (c->fetching_schema) {
@@ -434,7 +684,7 @@ static void respond_whole(struct conn *c, char *body, size_t body_len, size_t ra
 	}
 	if (c->row_mask && c->res.status == 200) {
 		/* rows of a masked table: masked here by the schema, or withheld */
-		struct mask_buf mb = { .max = c->env->conf->max_body_bytes * 2 + 65536 };
+		struct mask_buf mb = scratch_take(c->env->conf->max_body_bytes * 2 + 65536);
 		json_t *schema = c->schema ? json_loads(c->schema, 0, NULL) : NULL;
 		char err[256];
 		struct mask_plan *plan = schema ? mask_plan_new(schema, c->row_mask, err, sizeof(err))
@@ -446,12 +696,13 @@ static void respond_whole(struct conn *c, char *body, size_t body_len, size_t ra
 		free(c->row_mask);
 		c->row_mask = NULL;
 		if (masked < 0) {
-			free(mb.p);
+			body_release(mb.p, mb.cap);
 			conn_deny(c, 502, "UNAVAILABLE", "backendError", "sluice: the rows of a table "
 				  "with masked columns could not be masked, so they are withheld");
 			return;
 		}
 		done_body = mb.p;
+		done_cap = mb.cap;
 		relayed_len = mb.len;
 	} else {
 		if (c->submit_body && (c->res.status == 200 || c->res.status == 409)) {
@@ -494,16 +745,20 @@ static void respond_whole(struct conn *c, char *body, size_t body_len, size_t ra
 	else
 		relayed_len = body_len;
 	if (detect_response(c, (char *)relayed, relayed_len)) {
-		free(done_body);
+		body_release(done_body, done_cap);
 		return;
 	}
-	if (send_response(c, relayed, relayed_len)) {
-		free(done_body);
+	if (send_response(c, (char *)relayed, relayed_len)) {
+		body_release(done_body, done_cap);
 		conn_close(c, "out of memory");
 		return;
 	}
-	record_response(c, relayed, relayed_len, relayed_len, NULL, NULL);
-	free(done_body);
+	/* the digest taken as the body arrived, when what was relayed is still those bytes */
+	if (c->rs && c->rs->hashing && !done_body && c->rs->hashed == relayed_len &&
+	    !detect_masked(c) && EVP_DigestFinal_ex(c->rs->sha, h, NULL))
+		sha = h;
+	record_response(c, relayed, relayed_len, relayed, relayed_len, relayed_len, sha, NULL);
+	body_release(done_body, done_cap);
 	finish_exchange(c, raw_left);
 }
 
@@ -562,47 +817,87 @@ static int filter_part(struct conn *c, const char *p, const struct jsonseg_part 
 	return 0;
 }
 
-/* Relay what is filtered: a chunk (compressed again when BigQuery's body was), and the end
- * of the body when <last>. Returns 0 or -1. */
+/* Make room for <n> bytes after the filtered text, past its bound (the chunk's framing). */
+static int out_room(struct mask_buf *b, size_t n)
+{
+	char *q;
+
+	if (b->len + n <= b->cap)
+		return 0;
+	if (!(q = realloc(b->p, b->len + n)))
+		return -1;
+	b->p = q;
+	b->cap = b->len + n;
+	return 0;
+}
+
+/* Relay d[0..n) in one write: as a chunk, its size line written into the OUT_GAP bytes
+ * before <d>, its CRLF and (<last>) the last chunk into the 7 bytes of room after it; or as
+ * it is, to an agent that reads until close. Returns 0 or -1. */
+static int relay_framed(struct conn *c, char *d, size_t n, int last)
+{
+	char size[OUT_GAP + 1];
+	size_t k = 0, e = n;
+
+	if (!c->rs->chunked)
+		return n ? conn_write(c, CLI, d, n) : 0;
+	if (n) {
+		k = (size_t)snprintf(size, sizeof(size), "%zx\r\n", n);
+		memcpy(d - k, size, k);
+		memcpy(d + e, "\r\n", 2);
+		e += 2;
+	}
+	if (last) {
+		memcpy(d + e, "0\r\n\r\n", 5);
+		e += 5;
+	}
+	return k + e ? conn_write(c, CLI, d - k, k + e) : 0;
+}
+
+/* Relay what is filtered (rs->out after its OUT_GAP bytes): a chunk (compressed again when
+ * BigQuery's body was), and the end of the body when <last>. Returns 0 or -1. */
 static int flush(struct conn *c, int last)
 {
 	struct respond_stream *rs = c->rs;
 	struct buf z = { 0 };
-	const char *d = rs->out.p;
-	size_t n = rs->out.len, keep;
-	char hex[32];
+	char *d = rs->out.p + OUT_GAP;
+	size_t n = rs->out.len - OUT_GAP, keep, take;
 	int rc = 0;
 
 	if (n && !rs->relayed && c->res.status == 200 && http1_slice_ieq(c->req.method, "POST")) {
 		/* a job created through sluice: its results may go to this (masked) identity */
 		char jid[160];
 
-		if (json_field(rs->out.p, n, "\"jobId\":", jid, sizeof(jid)))
+		if (json_field(d, n, "\"jobId\":", jid, sizeof(jid)))
 			jobseen_add(conn_identity(c), jid);
 	}
 	if (n) {
-		EVP_DigestUpdate(rs->sha, rs->out.p, n);
+		EVP_DigestUpdate(rs->sha, d, n);
 		keep = rs->first.len < FIRST_BYTES ? FIRST_BYTES - rs->first.len : 0;
-		if (keep && buf_append(&rs->first, rs->out.p, n < keep ? n : keep, FIRST_BYTES))
+		if (keep && buf_append(&rs->first, d, n < keep ? n : keep, FIRST_BYTES))
 			return -1;
+		take = n < OUTCOME_TAIL ? n : OUTCOME_TAIL; /* the last bytes relayed */
+		keep = OUTCOME_TAIL - take < rs->tail_len ? OUTCOME_TAIL - take : rs->tail_len;
+		memmove(rs->tail, rs->tail + rs->tail_len - keep, keep);
+		memcpy(rs->tail + keep, d + n - take, take);
+		rs->tail_len = keep + take;
 		rs->relayed += n;
 	}
 	if (rs->gunzip) {
-		if ((n || last) && deflate_to(rs, rs->out.p, n, last ? Z_FINISH : Z_SYNC_FLUSH, &z))
+		z.len = OUT_GAP; /* the size line goes there */
+		if ((n || last) && (buf_reserve(&z, OUT_GAP) ||
+				    deflate_to(rs, d, n, last ? Z_FINISH : Z_SYNC_FLUSH, &z)))
 			rc = -1;
-		d = z.p;
-		n = z.len;
+		d = z.p + OUT_GAP;
+		n = z.len - OUT_GAP;
+		rc = rc || buf_reserve(&z, 7);
+	} else {
+		rc = out_room(&rs->out, 7);
+		d = rs->out.p + OUT_GAP;
 	}
-	if (!rc && n && rs->chunked) {
-		snprintf(hex, sizeof(hex), "%zx\r\n", n);
-		rc = conn_write(c, CLI, hex, strlen(hex)) || conn_write(c, CLI, d, n) ||
-		     conn_write(c, CLI, "\r\n", 2);
-	} else if (!rc && n) {
-		rc = conn_write(c, CLI, d, n);
-	}
-	if (!rc && last && rs->chunked)
-		rc = conn_write(c, CLI, "0\r\n\r\n", 5);
-	rs->out.len = 0;
+	if (!rc)
+		rc = relay_framed(c, d, n, last);
+	rs->out.len = OUT_GAP;
 	buf_free(&z);
 	return rc ? -1 : 0;
 }
@@ -648,8 +943,8 @@ static void stream_abort(struct conn *c, const char *why)
 
 	log_warn("proxy", "%s: %s", c->sni, why);
 	EVP_DigestFinal_ex(c->rs->sha, h, NULL);
-	record_response(c, c->rs->first.p ? c->rs->first.p : "", c->rs->first.len,
-			c->rs->relayed, h, why);
+	record_response(c, c->rs->first.p ? c->rs->first.p : "", c->rs->first.len, c->rs->tail,
+			c->rs->tail_len, c->rs->relayed, h, why);
 	conn_close(c, why);
 }
 
@@ -661,8 +956,10 @@ static int stream_start(struct conn *c, const char **why)
 	struct respond_stream *rs = rs_get(c);
 	char err[256];
 
-	if (!rs || !(rs->sha = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(rs->sha, EVP_sha256(), NULL))
+	if (!rs || (!rs->sha && !(rs->sha = EVP_MD_CTX_new())) ||
+	    !EVP_DigestInit_ex(rs->sha, EVP_sha256(), NULL))
 		return *why = "sluice: out of memory", -1;
+	rs->hashing = 0; /* the digest is of the filtered text from now on */
 	if (c->row_mask && c->res.status == 200) {
 		json_t *schema = c->schema ? json_loads(c->schema, 0, NULL) : NULL;
 
@@ -677,7 +974,11 @@ static int stream_start(struct conn *c, const char **why)
 	free(c->up_body);
 	c->up_body = NULL;
 	jsonseg_init(&rs->seg, conf->value_bytes, rs->plan ? "rows" : NULL);
-	rs->out.max = 2 * (conf->value_bytes + conf->buffer_bytes) + FLUSH_BYTES;
+	rs->out.max = OUT_GAP + 2 * (conf->value_bytes + conf->buffer_bytes) + FLUSH_BYTES;
+	if (!rs->out.p && !(rs->out.p = malloc(65536)))
+		return *why = "sluice: out of memory", -1;
+	rs->out.cap = 65536;
+	rs->out.len = OUT_GAP;
 	rs->chunked = c->req.minor_version >= 1;
 	memset(&c->found, 0, sizeof(c->found));
 	return 0;
@@ -707,14 +1008,15 @@ static void stream_more(struct conn *c)
 	if (stream_round(c, eof, &why))
 		return stream_abort(c, why);
 	if (!eof || !jsonseg_done(&rs->seg)) {
-		if (rs->out.len && flush(c, 0))
+		if (rs->out.len > OUT_GAP && flush(c, 0))
 			stream_abort(c, "sluice: out of memory");
 		return;
 	}
 	if (flush(c, 1))
 		return stream_abort(c, "sluice: out of memory");
 	EVP_DigestFinal_ex(rs->sha, h, NULL);
-	record_response(c, rs->first.p ? rs->first.p : "", rs->first.len, rs->relayed, h, NULL);
+	record_response(c, rs->first.p ? rs->first.p : "", rs->first.len, rs->tail, rs->tail_len,
+			rs->relayed, h, NULL);
 	finish_exchange(c, 0);
 }
 
@@ -818,6 +1120,9 @@ void respond_parse(struct conn *c)
 			return;
 		}
 	}
+	if (!must_whole && plain_len <= whole_limit && (!plain_done || (c->rs && c->rs->hashing)))
+		hash_arrived(c, c->rs && c->rs->gunzip ? c->rs->plain.p : u->in.p + c->res_head_len,
+			     plain_len);
 	if (!plain_done && plain_len <= whole_limit) {
 		if (u->eof)
 			conn_deny(c, 502, "UNAVAILABLE", "backendError",
@@ -842,7 +1147,7 @@ void respond_parse(struct conn *c)
 				  "accessDenied" : "backendError", msg);
 			return;
 		}
-		if (send_head(c, -1)) {
+		if (send_head(c)) {
 			conn_close(c, "out of memory");
 			return;
 		}

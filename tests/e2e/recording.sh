@@ -14,7 +14,22 @@ gate_up agent || exit 1
 agent() { gate_agent "$@"; }
 agent 'SELECT name FROM `demo-project.crm.customers` WHERE customer_id = 7' > /dev/null
 agent 'DROP TABLE `demo-project.sales.orders`' > /dev/null
+# A result of about 150 KB, held whole (it arrives in many reads), plain and gzip: the
+# digest recorded is the one of exactly what the agent received (decoded).
+q='{"query": "SELECT x, REPEAT(\"p\", 60) AS pad FROM UNNEST(GENERATE_ARRAY(1, 2000)) AS x", "useLegacySql": false}'
+for enc in id gz; do
+  ct_exec agent curl -sS -m 60 --cacert "$GATE_DIR/sluice-ca.pem" -H "Authorization: Bearer t" \
+    -H "Content-Type: application/json" --data "$q" -o "$GATE_DIR/whole-$enc.json" \
+    $([ $enc = gz ] && echo --compressed) \
+    "https://bigquery.googleapis.com/bigquery/v2/projects/demo-project/queries?prettyPrint=false"
+done
 kill -TERM "$SLUICED_PID"; wait "$SLUICED_PID"
+digests=$(cat "$GATE_DIR"/records/*/*.jsonl | node -e 'require("readline").createInterface({ input: process.stdin })
+  .on("line", l => { const r = JSON.parse(l); if (r.type === "response") console.log(r.data.body.sha256); })')
+for enc in id gz; do
+  check "a whole $enc result of $(stat -c %s "$GATE_DIR/whole-$enc.json") bytes: its record has its digest" \
+    grep -q "$(sha256sum < "$GATE_DIR/whole-$enc.json" | cut -d' ' -f1)" <<< "$digests"
+done
 
 rec="$GATE_DIR/records"
 sessions=$(build/sluicectl sessions --dir "$rec" --json)

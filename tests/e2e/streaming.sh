@@ -58,6 +58,20 @@ check "... which are valid JSON with 50 rows" node -e '
   const o = JSON.parse(require("fs").readFileSync(process.argv[1]));
   if (o.rows.length !== 50) process.exit(1);' "$GATE_DIR/gz.json"
 check "... and no clear value" no_clear "$GATE_DIR/gz.json"
+fetch "$GATE_DIR/h10.json" "$GATE_DIR/h10.h" --http1.0
+check "HTTP/1.0: streamed until close, the same rows" bash -c \
+  '! grep -qi "^transfer-encoding" "$1" && cmp -s "$2" "$3"' _ "$GATE_DIR/h10.h" "$GATE_DIR/h10.json" "$GATE_DIR/id.json"
+# A page under the buffer is relayed whole, in one write with its head: gzip and not.
+url="$url&maxResults=2"
+fetch "$GATE_DIR/gz1.json" "$GATE_DIR/gz1.h" --compressed
+fetch "$GATE_DIR/id1.json" "$GATE_DIR/id1.h"
+check "a whole page: gzip with a length" bash -c \
+  'grep -qi "^content-encoding: gzip" "$1" && grep -qi "^content-length" "$1"' _ "$GATE_DIR/gz1.h"
+check "... the same masked rows either way" cmp -s "$GATE_DIR/gz1.json" "$GATE_DIR/id1.json"
+check "... which are 2 valid rows" node -e '
+  const o = JSON.parse(require("fs").readFileSync(process.argv[1]));
+  if (o.rows.length !== 2) process.exit(1);' "$GATE_DIR/id1.json"
+check "... and no clear value" no_clear "$GATE_DIR/id1.json"
 
 # About 100 MB in one response: it passes whole, and sluiced's memory stays bounded.
 q='{"query": "SELECT x, REPEAT(\"p\", 60) AS pad FROM UNNEST(GENERATE_ARRAY(1, 1000000)) AS x", "useLegacySql": false, "timeoutMs": 120000}'
@@ -74,6 +88,9 @@ check "... whole: a million rows, in order" node -e '
   if (o.rows.length !== 1000000 || o.rows[999999].f[0].v !== "1000000") process.exit(1);' "$GATE_DIR/big.json"
 check "... while sluiced's peak memory grew by $(( (after - before) / 1024 )) MB (bound: 32 MB)" \
   test $(( after - before )) -lt 32768
+check "... and its record has the job's outcome (rows, bytes processed)" grep -q \
+  '"bytes_processed":"[0-9]*","job_id":"[^"]*".*"rows":"1000000".*"streamed":true.*"type":"response"' \
+  "$GATE_DIR"/records/*/*.jsonl
 
 # A row larger than limits.value_bytes cannot be filtered: the response is cut, not relayed.
 q='{"query": "SELECT REPEAT(\"v\", 300000) AS big", "useLegacySql": false}'
