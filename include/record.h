@@ -41,6 +41,8 @@ struct rec_opts {
 	int checkpoint_secs;    /* ... or once an unsigned record is this old (default 60) */
 	size_t max_queue;       /* records waiting for the writer (default 65536) */
 	size_t wal_bytes;       /* size of a new durability log <dir>/wal (default 64 MiB) */
+	int syncer_ms;          /* its syncer's period (default 1000); -1: no syncer, the
+				 * writer catches up when the log is full (tests) */
 };
 
 /* Completion of a submitted record, called once on the writer thread: <status> 0 when the

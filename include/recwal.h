@@ -10,14 +10,18 @@
  * stream of the batch.
  *
  * Layout (host byte order; the file never leaves the machine):
- *   [0, 4096)  header: "sluice-wal-v1\n\0\0", u64 lap, u32 crc32 of the 24 bytes before it
- *   4096...    entries of the current lap, back to back, 8-byte aligned:
+ *   [0, 4096)  header: "sluice-wal-v2\n\0\0", u64 tail lap, u64 tail offset, u32 crc32 of
+ *              the 32 bytes before it
+ *   4096...    entries, back to back, 8-byte aligned, wrapping to 4096 at the end with the
+ *              lap number increased:
  *              u32 magic "SWAL", u32 len, u64 lap, u32 crc32(header with crc 0, data), u32 0,
  *              then <len> bytes of record lines.
- * Before the log wraps to its start, the caller makes every segment durable (the wrap
- * callback); then the lap is increased in the header. So only the current lap's entries can
- * hold records a segment may have lost, and reading stops at the first entry that is not of
- * the current lap or whose crc does not match (a torn write, or an older lap's bytes). */
+ * The tail is where the records start that may not be durable in the segments yet: the
+ * syncer thread moves it on (recwal_cover) after making everything before a mark durable
+ * (syncfs of the filesystem that holds the log and the segments). An entry is never written
+ * over bytes the tail has not passed: when it would be, recwal_sync catches up first. Reading starts at the tail, goes to the end of the tail's lap and on
+ * from the start in the next lap, and stops at the first entry that is not of the lap
+ * expected or whose crc does not match (a torn write, or an older lap's bytes). */
 #ifndef SLUICE_RECWAL_H
 #define SLUICE_RECWAL_H
 
@@ -40,9 +44,21 @@ struct recwal *recwal_open(const char *path, size_t bytes, char *err, size_t err
  * Returns 0 or -errno. */
 int recwal_read(struct recwal *w, char **lines, size_t *len);
 
-/* Start a new lap (durably) and write from the log's start. Call once what the current lap
- * holds is durable elsewhere. Returns 0 or -errno. */
+/* Start a new lap (durably) with the tail at the log's start. Call once what the log holds
+ * is durable elsewhere (after recwal_read, before the first recwal_sync). Returns 0 or
+ * -errno. */
 int recwal_reset(struct recwal *w);
+
+/* Where the next entry goes (a mark for recwal_cover). Thread-safe. */
+struct recwal_pos {
+	uint64_t lap, off;
+};
+void recwal_mark(struct recwal *w, struct recwal_pos *at);
+
+/* Everything written before mark <at> is durable elsewhere: move the tail there (durably:
+ * the header is rewritten and fdatasync'd). Thread-safe; a mark behind the tail is a no-op.
+ * Returns 0 or -errno. */
+int recwal_cover(struct recwal *w, const struct recwal_pos *at);
 
 /* Stage record lines for the next recwal_sync. Returns 0 or -ENOMEM. */
 int recwal_add(struct recwal *w, const char *p, size_t len);
@@ -50,11 +66,21 @@ int recwal_add(struct recwal *w, const char *p, size_t len);
 /* Forget what is staged (the caller makes it durable itself). */
 void recwal_drop(struct recwal *w);
 
-/* Write what is staged as one entry and fdatasync it. When the entry does not fit before the
- * log's end, <wrap>(<arg>) must make everything the log holds durable elsewhere first (a
- * nonzero return is returned). Returns 0, -EMSGSIZE (larger than the whole log: the staged
- * lines are dropped and the caller must make them durable itself) or -errno. */
-int recwal_sync(struct recwal *w, int (*wrap)(void *arg), void *arg);
+/* Write what is staged as one entry and fdatasync it. When the entry would go over bytes the
+ * tail has not passed (the syncer is behind), recwal_catch_up runs first. Returns 0,
+ * -EMSGSIZE (larger than the whole log: the staged lines are dropped and the caller must
+ * make them durable itself, e.g. with recwal_catch_up), or -errno (also the syncer's
+ * failure, for good). Called from one thread at a time. */
+int recwal_sync(struct recwal *w);
+
+/* Make everything written so far durable where it belongs (syncfs of the log's filesystem,
+ * which holds the segments) and move the tail past it. Returns 0 or -errno. */
+int recwal_catch_up(struct recwal *w);
+
+/* Start the syncer thread: every <period_ms> while entries were written since (and when
+ * the writer is a quarter of the log ahead of the tail), recwal_catch_up. Call after
+ * recwal_reset. recwal_close stops it. Returns 0 or -errno. */
+int recwal_start(struct recwal *w, int period_ms);
 
 void recwal_close(struct recwal *w);
 

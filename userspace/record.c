@@ -91,6 +91,7 @@
 #define BUCKETS 256
 #define IDLE_CLOSE_SECS 300
 #define HEAD_SECS 1.0
+#define SYNCER_MS 1000 /* the durability log's syncer: segments durable within about this */
 
 struct rec_item {
 	struct rec_item *next;
@@ -1072,8 +1073,11 @@ static int stream_checkpoint(struct rec *r, struct rec_stream *s, const char *re
 	return 0;
 }
 
-/* Write head.json for <s> from its pending checkpoint line (after the fsync covering it). */
-static void stream_write_head(struct rec *r, struct rec_stream *s)
+/* Write head.json for <s> from its pending checkpoint line (after the sync covering it);
+ * <sync>: durably now, else the durability log's syncer makes it durable within a second
+ * (ext4 writes a file renamed over another before the rename commits; after a crash the
+ * recovery checkpoint rewrites it durably anyway). */
+static void stream_write_head(struct rec *r, struct rec_stream *s, int sync)
 {
 	char tmp[PATH_MAX], path[PATH_MAX], sdir[PATH_MAX];
 	size_t len = strlen(s->head);
@@ -1084,14 +1088,14 @@ static void stream_write_head(struct rec *r, struct rec_stream *s)
 	snprintf(path, sizeof(path), "%s/head.json", sdir);
 	s->head[len] = '\n';
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, s->head, len + 1) != (ssize_t)(len + 1) || fsync(fd))
+	if (fd < 0 || write(fd, s->head, len + 1) != (ssize_t)(len + 1) || (sync && fsync(fd)))
 		e = -errno;
 	s->head[len] = '\0';
 	if (fd >= 0)
 		close(fd);
 	if (!e && rename(tmp, path))
 		e = -errno;
-	if (!e)
+	if (!e && sync)
 		e = fsync_path(sdir);
 	if (e) {
 		unlink(tmp);
@@ -1114,7 +1118,8 @@ static int stream_rotate(struct rec *r, struct rec_stream *s)
 	if (s->fd >= 0) {
 		if ((e = stream_flush(r, s)))
 			return e;
-		if (fsync(s->fd)) {
+		/* (with the durability log, its syncer's syncfs makes the segment durable) */
+		if (!r->wal && fsync(s->fd)) {
 			store_fail(r, -errno, "fsync of a recording segment failed");
 			return -EIO;
 		}
@@ -1182,16 +1187,21 @@ static int stream_append(struct rec *r, struct rec_stream *s, const char *type,
 	return 0;
 }
 
-/* fsync every segment written since its last fsync. Returns 0 or -EIO (store failed). */
-static int sync_segments(void *arg)
+/* Make everything written durable: the durability log's catch-up (syncfs), or while
+ * recovering (no log yet) an fsync of every segment written since its last fsync.
+ * Returns 0 or -EIO (the store failed). */
+static int sync_all(struct rec *r)
 {
-	struct rec *r = arg;
 	struct rec_stream *s;
 	int b, e = 0;
 
+	if (r->wal && (e = recwal_catch_up(r->wal))) {
+		store_fail(r, e, "sync of the recordings failed");
+		return -EIO;
+	}
 	for (b = 0; b < BUCKETS; b++)
 		for (s = r->buckets[b]; s; s = s->next) {
-			if (s->dirty && s->fd >= 0 && fsync(s->fd)) {
+			if (!r->wal && s->dirty && s->fd >= 0 && fsync(s->fd)) {
 				store_fail(r, -errno, "fsync of a recording segment failed");
 				e = -EIO;
 			}
@@ -1209,11 +1219,12 @@ static double mono_now(void)
 }
 
 /* Write the head.json of streams whose latest checkpoint is durable: at most once per
- * HEAD_SECS per stream unless <force>d. Each costs two fsyncs with journal commits (file and
- * directory), so a stream with a checkpoint every 1000 records at thousands of records a
- * second would otherwise stall its writer several times a second. The checkpoints
- * themselves are in the segment at once; head.json is the verifier's hint of where the
- * stream ends. Returns 1 while a head waits. */
+ * HEAD_SECS per stream unless <force>d (then durably at once: shutdown, recovery). A durable
+ * head.json costs two fsyncs with journal commits (file and directory), which at a
+ * checkpoint every 1000 records stalled the writer several times a second; so between those
+ * it is renamed into place unsynced and the durability log's syncer makes it durable. The
+ * checkpoints themselves are in the segment at once; head.json is the verifier's hint of
+ * where the stream ends. Returns 1 while a head waits. */
 static int write_heads(struct rec *r, int force)
 {
 	struct rec_stream *s;
@@ -1225,7 +1236,7 @@ static int write_heads(struct rec *r, int force)
 			if (!s->head || !s->head_durable)
 				continue;
 			if (force || now - s->head_at >= HEAD_SECS) {
-				stream_write_head(r, s);
+				stream_write_head(r, s, force || !r->wal);
 				s->head_at = now;
 			}
 			waiting |= s->head != NULL;
@@ -1248,14 +1259,14 @@ static int commit(struct rec *r, int force)
 				stream_flush(r, s); /* a failure completes what it concerns */
 	e = -EMSGSIZE;
 	if (r->wal && !r->wal_off)
-		e = recwal_sync(r->wal, sync_segments, r);
+		e = recwal_sync(r->wal);
 	else if (r->wal)
 		recwal_drop(r->wal);
 	r->wal_off = 0;
 	if (e == -EMSGSIZE)
-		e = sync_segments(r);
-	else if (e) /* (a failed segment fsync at a wrap has said so already) */
-		store_fail(r, e, "sync of the recordings' durability log failed");
+		e = sync_all(r);
+	else if (e)
+		store_fail(r, e, "sync of the recordings failed");
 	if (e)
 		status = -EIO;
 	pthread_mutex_lock(&r->mu);
@@ -1347,7 +1358,7 @@ static double writer_timers(struct rec *r)
 							now);
 			}
 			if (s->fd >= 0 && !s->wb.len && now - s->last_used > IDLE_CLOSE_SECS) {
-				if (s->dirty && fsync(s->fd)) {
+				if (!r->wal && s->dirty && fsync(s->fd)) {
 					store_fail(r, -errno, "fsync of a recording segment failed");
 					continue;
 				}
@@ -1418,7 +1429,7 @@ static void *writer_main(void *arg)
 				if (s->seq && !s->clean && !s->recovery)
 					stream_checkpoint(r, s, "shutdown");
 	commit(r, 1);
-	sync_segments(r); /* a clean stop leaves nothing for the log to replay */
+	sync_all(r); /* a clean stop leaves nothing for the log to replay */
 	return NULL;
 }
 
@@ -1793,6 +1804,10 @@ struct rec *rec_open(const struct rec_opts *o, char *err, size_t errlen)
 	/* recovered streams are fsynced: the log starts a new lap */
 	if ((e = recwal_reset(wal))) {
 		set_err(err, errlen, "cannot reset the durability log %s: %s", path, strerror(-e));
+		goto fail;
+	}
+	if (o->syncer_ms >= 0 && (e = recwal_start(wal, o->syncer_ms ? o->syncer_ms : SYNCER_MS))) {
+		set_err(err, errlen, "cannot start the recordings' syncer: %s", strerror(-e));
 		goto fail;
 	}
 	r->wal = wal;

@@ -1,6 +1,7 @@
 /* Description: the recordings' durability log: entries read back after a reopen, a torn
- * entry ends what is read, a new lap hides the old one, the wrap callback runs before the
- * log's start is overwritten, and a file that is not a log is refused. */
+ * entry ends what is read, reading starts at the tail and follows it into the next lap, the
+ * writer catches up itself rather than write over what the tail has not passed, the syncer
+ * moves the tail on, and a file that is not a log is refused. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -12,35 +13,46 @@
 #include "recwal.h"
 #include "tap.h"
 
-static int wraps;
+static char path[256];
 
-static int on_wrap(void *arg)
+/* Number of lines the log at <path> holds, read through a second handle; <first> gets the
+ * first line's number ("{"n":N}"), -1 when none. */
+static int lines_in(struct recwal *w, int *first)
 {
-	wraps++;
-	return *(int *)arg;
+	char *p, err[256];
+	size_t n, i;
+	int k = 0;
+
+	if (!w && !(w = recwal_open(path, 0, err, sizeof(err))))
+		return -1;
+	if (recwal_read(w, &p, &n))
+		return -1;
+	*first = n ? atoi(p + 5) : -1;
+	for (i = 0; i < n; i++)
+		k += p[i] == '\n';
+	free(p);
+	return k;
 }
 
-/* The lines the log holds, as a string (static). */
-static const char *read_back(struct recwal *w)
+/* One entry holding line {"n":N} padded to 200 bytes. */
+static int put(struct recwal *w, int n)
 {
-	static char out[1 << 17];
-	char *p;
-	size_t n;
+	char line[201];
 
-	if (recwal_read(w, &p, &n) || n >= sizeof(out))
-		return "(error)";
-	memcpy(out, p ? p : "", n);
-	out[n] = '\0';
-	free(p);
-	return out;
+	snprintf(line, sizeof(line), "{\"n\":%d,\"pad\":\"%0*d\"}", n, 200 - 20, 0);
+	line[199] = '}';
+	line[200] = '\n';
+	recwal_add(w, line, sizeof(line));
+	return recwal_sync(w);
 }
 
 int main(void)
 {
-	char dir[] = "/tmp/sluice-recwal-test-XXXXXX", path[256], err[256], line[200];
-	struct recwal *w;
+	char dir[] = "/tmp/sluice-recwal-test-XXXXXX", err[256];
+	struct recwal *w, *r;
+	struct recwal_pos mark;
 	struct stat st;
-	int i, fail = 0, fd;
+	int i, n, fd, first, per_lap = (RECWAL_MIN_BYTES - 4096) / (24 + 208);
 
 	if (!mkdtemp(dir))
 		return 1;
@@ -49,67 +61,71 @@ int main(void)
 	ok(w != NULL, "a new log is created (%s)", w ? "" : err);
 	ok(!stat(path, &st) && st.st_size == RECWAL_MIN_BYTES && (st.st_mode & 0777) == 0600,
 	   "zero-filled to its (minimum) size, 0600");
-	is_str(read_back(w), "", "a new log holds nothing");
-	recwal_add(w, "{\"a\":1}\n", 8);
-	recwal_add(w, "{\"b\":2}\n", 8);
-	is_int(recwal_sync(w, on_wrap, &fail), 0, "a batch is written and synced");
-	recwal_add(w, "{\"c\":3}\n", 8);
-	is_int(recwal_sync(w, on_wrap, &fail), 0, "a second one");
-	is_int(recwal_sync(w, on_wrap, &fail), 0, "nothing staged: nothing to do");
+	is_int(lines_in(w, &first), 0, "a new log holds nothing");
+	for (i = 1; i <= 3; i++)
+		is_int(put(w, i), 0, "entry %d written and synced", i);
+	is_int(recwal_sync(w), 0, "nothing staged: nothing to do");
 	recwal_close(w);
 
 	w = recwal_open(path, 1 << 20, err, sizeof(err));
 	ok(!stat(path, &st) && st.st_size == RECWAL_MIN_BYTES, "a reopened log keeps its size");
-	is_str(read_back(w), "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n", "its entries read back in order");
+	ok(lines_in(w, &first) == 3 && first == 1, "its entries read back in order");
 	recwal_close(w);
 
-	fd = open(path, O_WRONLY); /* a torn second entry: its last data byte differs */
-	pwrite(fd, "X", 1, 4096 + 24 + 16 + 24 + 7);
+	fd = open(path, O_WRONLY); /* the third entry torn: its last byte differs */
+	if (pwrite(fd, "X", 1, 4096 + 2 * 232 + 24 + 200) != 1)
+		return 1;
 	close(fd);
 	w = recwal_open(path, 0, err, sizeof(err));
-	is_str(read_back(w), "{\"a\":1}\n{\"b\":2}\n", "a torn entry ends what is read");
-
+	ok(lines_in(w, &first) == 2 && first == 1, "a torn entry ends what is read");
 	is_int(recwal_reset(w), 0, "a new lap");
-	is_str(read_back(w), "", "... hides the old lap's entries");
-	recwal_add(w, "{\"d\":4}\n", 8);
-	recwal_sync(w, on_wrap, &fail);
-	is_str(read_back(w), "{\"d\":4}\n", "... and the next entry is read alone");
+	is_int(lines_in(w, &first), 0, "... hides the old lap's entries");
 
-	for (i = 0; i < (int)sizeof(line) - 2; i++)
-		line[i] = 'x';
-	line[sizeof(line) - 2] = '\n';
-	for (i = 0; i < 400 && !wraps; i++) {
-		recwal_add(w, line, sizeof(line) - 1);
-		recwal_sync(w, on_wrap, &fail);
+	for (i = 1; i <= 10; i++) {
+		put(w, i);
+		if (i == 4)
+			recwal_mark(w, &mark);
 	}
-	ok(wraps == 1 && i > 250, "the wrap callback runs when the log is full (after %d)", i);
-	is_int((int)strlen(read_back(w)), (int)sizeof(line) - 1,
-	       "after the wrap only the new lap's entry is read");
-	fail = -EIO;
-	for (i = 0; i < 400 && wraps < 2; i++) {
-		recwal_add(w, line, sizeof(line) - 1);
-		if (recwal_sync(w, on_wrap, &fail))
-			break;
-	}
-	is_int(wraps, 2, "a failing wrap callback...");
-	is_int(recwal_sync(w, on_wrap, &fail), 0, "... drops that batch (nothing staged after)");
+	is_int(recwal_cover(w, &mark), 0, "the tail moves past entry 4");
+	n = lines_in(NULL, &first);
+	ok(n == 6 && first == 5, "reading starts at the tail (%d entries from %d)", n, first);
+	for (i = 11; i <= per_lap + 3; i++)
+		put(w, i);
+	n = lines_in(NULL, &first);
+	ok(n == per_lap - 1 && first == 5,
+	   "the writer wrapped over bytes behind the tail: the tail's lap, then the new one, are "
+	   "read in order");
+
+	for (i = per_lap + 4; i <= 3 * per_lap; i++)
+		put(w, i);
+	n = lines_in(NULL, &first);
+	ok(n > 0 && first > per_lap,
+	   "without a syncer, the writer caught up itself rather than write over entries the "
+	   "tail had not passed (first entry read: %d)", first);
+
+	is_int(recwal_start(w, 50), 0, "the syncer starts");
+	for (i = 0; i < 5; i++)
+		put(w, 1000 + i);
+	usleep(300 * 1000);
+	is_int(lines_in(NULL, &first), 0, "... and moves the tail past what was written");
 	{
 		static char big[RECWAL_MIN_BYTES];
 
 		memset(big, 'y', sizeof(big));
 		recwal_add(w, big, sizeof(big));
-		is_int(recwal_sync(w, on_wrap, &fail), -EMSGSIZE, "a batch larger than the log: "
-		       "-EMSGSIZE, for the caller to sync itself");
+		is_int(recwal_sync(w), -EMSGSIZE, "a batch larger than the log: -EMSGSIZE");
+		is_int(recwal_catch_up(w), 0, "... for the caller to catch up itself");
 	}
 	recwal_close(w);
 
 	snprintf(path, sizeof(path), "%s/notalog", dir);
 	fd = open(path, O_WRONLY | O_CREAT, 0600);
 	for (i = 0; i < 100; i++)
-		write(fd, "not a log, someone's file\n", 26);
+		if (write(fd, "not a log, someone's file\n", 26) != 26)
+			return 1;
 	close(fd);
-	w = recwal_open(path, 0, err, sizeof(err));
-	ok(w == NULL && strstr(err, "not a sluice durability log"), "another file is refused: %s",
+	r = recwal_open(path, 0, err, sizeof(err));
+	ok(r == NULL && strstr(err, "not a sluice durability log"), "another file is refused: %s",
 	   err);
 	ok(!stat(path, &st) && st.st_size == 2600, "... and left as it was");
 	if (!tap_failed) {
