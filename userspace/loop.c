@@ -120,6 +120,10 @@ int worker_recv(struct worker *w, struct op *op, int fd)
 	if (!sqe)
 		return -EBUSY;
 	io_uring_prep_recv(sqe, fd, NULL, BUF_SIZE, 0);
+	/* A receive is armed once what came before was answered (the agent's next request
+	 * comes after the response it waits for, BigQuery's response after the request): an
+	 * attempt first would find nothing, so wait for the socket to be readable instead. */
+	sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = BUF_GROUP;
 	op->kind = OP_RECV;
