@@ -160,6 +160,9 @@ size_t unsent(const struct side *s);
  * at once when conn_pump sends; n == 0: now, with the handshake's records). Returns 0 or
  * -1. */
 int conn_write(struct conn *c, int i, const void *p, size_t n);
+/* The buffer conn_write appends side <i>'s plaintext to, for a message built in place
+ * (then sent by conn_pump as if conn_write had been given it). */
+struct buf *conn_plain(struct conn *c, int i);
 /* Encrypt what conn_write queued for side <i> into its send queue. Returns 0 or -1 (the
  * TLS connection failed or memory ran out). */
 int conn_seal(struct conn *c, int i);

@@ -88,6 +88,11 @@ int conn_write(struct conn *c, int i, const void *p, size_t n)
 	return buf_append(&s->pt, p, n, SIZE_MAX);
 }
 
+struct buf *conn_plain(struct conn *c, int i)
+{
+	return c->s[i].tls ? &c->s[i].pt : &c->s[i].q;
+}
+
 /* Encrypt <pt> with one SSL_write (records of up to 16 KiB) and read the ciphertext, with
  * any record OpenSSL wrote by itself before it (handshake, tickets), into the send queue. */
 int conn_seal(struct conn *c, int i)

@@ -35,7 +35,8 @@ static json_t *request_fields(struct conn *c, const char *decision, const char *
  * contiguous and de-chunked) with a Content-Length. */
 int exchange_send_request(struct conn *c, const char *body, size_t body_len)
 {
-	struct buf b = { 0 };
+	/* written in place where conn_write would copy it to (see conn_plain) */
+	struct buf *bp = conn_plain(c, UP), b = *bp;
 	char num[64];
 	size_t i;
 	int rc = 0;
@@ -99,9 +100,9 @@ int exchange_send_request(struct conn *c, const char *body, size_t body_len)
 	}
 	out_str(&b, "\r\n");
 	out_append(&b, body, body_len);
-	if (!b.p || conn_write(c, UP, b.p, b.len))
+	if (!b.p)
 		rc = -1;
-	buf_free(&b);
+	*bp = b;
 	return rc;
 }
 
