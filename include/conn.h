@@ -58,6 +58,9 @@ struct side {
 	struct buf in;  /* plaintext received (raw bytes when not terminated) */
 	struct buf out; /* bytes of the send in flight: never moved while the kernel reads them */
 	struct buf q;   /* bytes queued behind it; swapped into <out> when the send completes */
+	struct buf pt;  /* plaintext written for a terminated side, encrypted by conn_pump in
+			 * one go: a response's head and body, or a chunk's size line, data and
+			 * CRLF, become one TLS record, not one each */
 	uint64_t bytes_in, bytes_out;
 	/* splice: */
 	int krx;        /* the kernel forwards what this side receives; rop watches it (poll) */
@@ -153,8 +156,16 @@ size_t unsent(const struct side *s);
 
 /* --- conn.c: what a connection sends and records -------------------------------------------- */
 
-/* Queue plaintext for side <i> (encrypted when that side is terminated). Returns 0 or -1. */
+/* Queue plaintext for side <i> (encrypted when that side is terminated, all that was queued
+ * at once when conn_pump sends; n == 0: now, with the handshake's records). Returns 0 or
+ * -1. */
 int conn_write(struct conn *c, int i, const void *p, size_t n);
+/* The buffer conn_write appends side <i>'s plaintext to, for a message built in place
+ * (then sent by conn_pump as if conn_write had been given it). */
+struct buf *conn_plain(struct conn *c, int i);
+/* Encrypt what conn_write queued for side <i> into its send queue. Returns 0 or -1 (the
+ * TLS connection failed or memory ran out). */
+int conn_seal(struct conn *c, int i);
 /* A BigQuery-shaped error to the agent, then close once it is out. */
 void conn_deny(struct conn *c, int status, const char *status_text, const char *reason,
 	       const char *msg);

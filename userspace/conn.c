@@ -36,7 +36,7 @@ int buf_append(struct buf *b, const void *p, size_t n, size_t limit)
 /* Bytes a side still has to send, in flight or queued. */
 size_t unsent(const struct side *s)
 {
-	return s->out.len - s->out.off + s->q.len;
+	return s->out.len - s->out.off + s->q.len + s->pt.len;
 }
 
 /* Drop the first <n> bytes (a finished request) keeping what follows (pipelined ones). */
@@ -74,18 +74,41 @@ int buf_reserve(struct buf *b, size_t n)
 	return 0;
 }
 
-/* Queue plaintext for side <i>: encrypted when that side is terminated, the ciphertext
- * read straight into the send queue. */
+/* Queue plaintext for side <i>. A terminated side keeps it in <pt> until conn_seal: every
+ * SSL_write costs a record (header, tag, a cipher setup) however little it carries, and the
+ * pieces of one message (a head, its body) are written one after the other. */
 int conn_write(struct conn *c, int i, const void *p, size_t n)
+{
+	struct side *s = &c->s[i];
+
+	if (!s->tls)
+		return buf_append(&s->q, p, n, SIZE_MAX);
+	if (!n) /* the handshake's records go out now */
+		return conn_seal(c, i);
+	return buf_append(&s->pt, p, n, SIZE_MAX);
+}
+
+struct buf *conn_plain(struct conn *c, int i)
+{
+	return c->s[i].tls ? &c->s[i].pt : &c->s[i].q;
+}
+
+/* Encrypt <pt> with one SSL_write (records of up to 16 KiB) and read the ciphertext, with
+ * any record OpenSSL wrote by itself before it (handshake, tickets), into the send queue. */
+int conn_seal(struct conn *c, int i)
 {
 	struct side *s = &c->s[i];
 	size_t pend;
 	long k;
 
 	if (!s->tls)
-		return buf_append(&s->q, p, n, SIZE_MAX);
-	if (n && tls_conn_write(s->tls, p, n) != (long)n)
-		return -1;
+		return 0;
+	if (s->pt.len) {
+		pend = s->pt.len;
+		s->pt.len = 0;
+		if (tls_conn_write(s->tls, s->pt.p, pend) != (long)pend)
+			return -1;
+	}
 	while ((pend = tls_conn_out_pending(s->tls)) > 0) {
 		if (buf_reserve(&s->q, pend))
 			return -1;

@@ -35,7 +35,8 @@ static json_t *request_fields(struct conn *c, const char *decision, const char *
  * contiguous and de-chunked) with a Content-Length. */
 int exchange_send_request(struct conn *c, const char *body, size_t body_len)
 {
-	struct buf b = { 0 };
+	/* written in place where conn_write would copy it to (see conn_plain) */
+	struct buf *bp = conn_plain(c, UP), b = *bp;
 	char num[64];
 	size_t i;
 	int rc = 0;
@@ -99,9 +100,9 @@ int exchange_send_request(struct conn *c, const char *body, size_t body_len)
 	}
 	out_str(&b, "\r\n");
 	out_append(&b, body, body_len);
-	if (!b.p || conn_write(c, UP, b.p, b.len))
+	if (!b.p)
 		rc = -1;
-	buf_free(&b);
+	*bp = b;
 	return rc;
 }
 
@@ -237,16 +238,35 @@ static void request_ready(struct conn *c)
 
 /* --- session recording ----------------------------------------------------------------------- */
 
+/* Set <key> of <o> to the string s[0..n). Returns 0 or -1. */
+static int rf_str(json_t *o, const char *key, const char *s, size_t n)
+{
+	return json_object_set_new_nocheck(o, key, json_stringn_nocheck(s, n));
+}
+
 /* The fields every request record carries: who, what, and the body as the agent sent it. */
 static json_t *request_fields(struct conn *c, const char *decision, const char *rule,
 			      const char *reason)
 {
 	const struct sluice_conf *conf = c->env->conf;
-	json_t *o = json_pack("{s:s, s:s%, s:s%, s:s, s:s, s:s, s:s, s:i, s:s}",
-		"host", c->sni, "method", c->req.method.p, (size_t)c->req.method.len,
-		"path", c->req.target.p, (size_t)c->req.target.len, "identity", c->cgroup,
-		"decision", decision, "rule", rule ? rule : "", "reason", reason ? reason : "",
-		"pid", (int)c->origin.tgid, "comm", c->origin.comm);
+	/* Built member by member, without json_pack's format parsing and UTF-8 checks: the
+	 * record's serializer (recjson) refuses a string that is not UTF-8, and the record
+	 * with it, as json_pack did. */
+	json_t *o = json_object();
+
+	if (o && (rf_str(o, "host", c->sni, strlen(c->sni)) ||
+		  rf_str(o, "method", c->req.method.p, c->req.method.len) ||
+		  rf_str(o, "path", c->req.target.p, c->req.target.len) ||
+		  rf_str(o, "identity", c->cgroup, strlen(c->cgroup)) ||
+		  rf_str(o, "decision", decision, strlen(decision)) ||
+		  rf_str(o, "rule", rule ? rule : "", rule ? strlen(rule) : 0) ||
+		  rf_str(o, "reason", reason ? reason : "", reason ? strlen(reason) : 0) ||
+		  json_object_set_new_nocheck(o, "pid", json_integer((json_int_t)c->origin.tgid)) ||
+		  rf_str(o, "comm", c->origin.comm, strnlen(c->origin.comm,
+							    sizeof(c->origin.comm))))) {
+		json_decref(o);
+		return NULL;
+	}
 
 	if (o && c->body_len) {
 		json_t *b = json_loadb(c->s[CLI].in.p + c->head_len, c->body_len, 0, NULL), *q;

@@ -53,6 +53,8 @@ struct worker {
 	struct lsock *socks;
 	int n_socks;
 	struct loop_call *posted, **posted_tail; /* under <mu> */
+	atomic_int has_posted; /* <posted> is not empty: read without <mu> */
+	atomic_int asleep;     /* the worker may be waiting in the ring: a post must wake it */
 	atomic_int load;     /* connections it serves or is being handed (dispatch) */
 };
 
@@ -118,6 +120,10 @@ int worker_recv(struct worker *w, struct op *op, int fd)
 	if (!sqe)
 		return -EBUSY;
 	io_uring_prep_recv(sqe, fd, NULL, BUF_SIZE, 0);
+	/* A receive is armed once what came before was answered (the agent's next request
+	 * comes after the response it waits for, BigQuery's response after the request): an
+	 * attempt first would find nothing, so wait for the socket to be readable instead. */
+	sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = BUF_GROUP;
 	op->kind = OP_RECV;
@@ -261,8 +267,11 @@ static void take_listeners(struct worker *w)
 
 static void wake(struct worker *w);
 
-/* Queue <p> for the worker. Only a call that finds the queue empty wakes it: the calls
- * queued behind it are taken by the same run_posted, which takes the queue under <mu>. */
+/* Queue <p> for the worker. The eventfd (a write, a completion and a re-armed read on the
+ * worker's ring: per request, since the recorder posts each record's outcome) is needed only
+ * when the worker may be asleep in the ring: one that is running looks at the queue before
+ * it waits again (worker_main). <asleep> is set before that look and read after the queue
+ * is written, each behind a full fence, so that one of the two sides sees the other. */
 static void post(struct worker *w, struct loop_call *p)
 {
 	int was_empty;
@@ -272,8 +281,10 @@ static void post(struct worker *w, struct loop_call *p)
 	was_empty = !w->posted;
 	*w->posted_tail = p;
 	w->posted_tail = &p->next;
+	atomic_store(&w->has_posted, 1);
 	pthread_mutex_unlock(&w->mu);
-	if (was_empty)
+	atomic_thread_fence(memory_order_seq_cst);
+	if (was_empty && atomic_load(&w->asleep))
 		wake(w);
 }
 
@@ -308,6 +319,7 @@ static void run_posted(struct worker *w)
 	p = w->posted;
 	w->posted = NULL;
 	w->posted_tail = &w->posted;
+	atomic_store(&w->has_posted, 0);
 	pthread_mutex_unlock(&w->mu);
 	for (; p; p = next) {
 		next = p->next;
@@ -463,7 +475,18 @@ static void *worker_main(void *arg)
 	arm_timer(w);
 	take_listeners(w);
 	while (!(worker_stopping(w) && w->drain_deadline && proxy_count(w) == 0)) {
+		/* about to wait: from here a post wakes the worker, and what was posted before
+		 * is run now (see post()) */
+		atomic_store(&w->asleep, 1);
+		atomic_thread_fence(memory_order_seq_cst);
+		if (atomic_load(&w->has_posted)) {
+			atomic_store(&w->asleep, 0);
+			run_posted(w);
+			rec_flush();
+			continue;
+		}
 		io_uring_submit_and_wait(&w->ring, 1);
+		atomic_store(&w->asleep, 0);
 		w->now_ms = mono_ms();
 		n = 0;
 		io_uring_for_each_cqe(&w->ring, head, cqe) {
@@ -471,6 +494,8 @@ static void *worker_main(void *arg)
 			n++;
 		}
 		io_uring_cq_advance(&w->ring, n);
+		if (atomic_load(&w->has_posted))
+			run_posted(w);
 		rec_flush();
 	}
 	rec_flush();

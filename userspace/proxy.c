@@ -111,6 +111,7 @@ static void conn_free(struct conn *c)
 		buf_free(&c->s[i].in);
 		buf_free(&c->s[i].out);
 		buf_free(&c->s[i].q);
+		buf_free(&c->s[i].pt);
 	}
 	respond_free(c);
 	access_result_free(&c->access);
@@ -730,6 +731,11 @@ void conn_pump(struct conn *c)
 
 		if (s->fd < 0 || c->st == C_CLOSING)
 			continue;
+		if (s->pt.len && conn_seal(c, i)) {
+			conn_close(c, i == CLI ? "TLS error writing to the agent" :
+				   "TLS error writing to BigQuery");
+			continue;
+		}
 		if (s->sop.pending || (i == UP && !s->connected))
 			continue;
 		if (s->out.off == s->out.len && s->q.len) {
@@ -966,6 +972,7 @@ static void idle_trim(struct conn *c)
 		buf_free(&c->s[i].in);
 		buf_free(&c->s[i].out);
 		buf_free(&c->s[i].q);
+		buf_free(&c->s[i].pt);
 		if (c->s[i].tls)
 			tls_conn_trim(c->s[i].tls);
 	}

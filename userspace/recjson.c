@@ -153,62 +153,78 @@ static const char short_esc[0x60] = {
 	['\t'] = 't',
 };
 
+/* Input bytes escaped per round of recjson_string: its output (at most 6 bytes per input
+ * byte, "\\u00XX") is reserved once per round, not checked per byte. */
+#define STRING_ROUND 512
+
 int recjson_string(struct recjson_buf *b, const char *s, size_t n)
 {
-	const unsigned char *p = (const unsigned char *)s, *e = p + n, *q;
+	const unsigned char *p = (const unsigned char *)s, *e = p + n, *re;
 	unsigned cp;
 	uint64_t w;
 	size_t k;
 	char *o;
 
-	/* room for the rest of the input as it is, plus one escape and the closing quote: kept
-	 * true through the loop, so that plain runs are copied without a check */
-	if (recjson_reserve(b, n + 16))
+	if (recjson_reserve(b, 2 + (n < STRING_ROUND ? n : STRING_ROUND) * 6 + 8))
 		return -ENOMEM;
-	b->p[b->len++] = '"';
+	o = b->p + b->len; /* kept in a local: stores through <o> could alias b->len */
+	*o++ = '"';
 	while (p < e) {
-		for (q = p; e - q >= 8; q += 8) {
-			memcpy(&w, q, 8);
-			if (word_special(w))
+		/* a round: up to STRING_ROUND bytes of input (a code point may end past it) */
+		re = e - p > STRING_ROUND ? p + STRING_ROUND : e;
+		while (p < re) {
+			/* eight plain bytes at a time, written before they are looked at (the
+			 * reserve leaves room) */
+			while (re - p >= 8) {
+				memcpy(&w, p, 8);
+				memcpy(o, &w, 8);
+				if (word_special(w))
+					break;
+				p += 8;
+				o += 8;
+			}
+			while (p < re && !special[*p])
+				*o++ = (char)*p++;
+			if (p == re)
 				break;
-		}
-		while (q < e && !special[*q])
-			q++;
-		memcpy(b->p + b->len, p, (size_t)(q - p));
-		b->len += (size_t)(q - p);
-		if (q == e)
-			break;
-		o = b->p + b->len;
-		p = q;
-		if (*p < 0x80) {
-			if (short_esc[*p]) {
-				o[0] = '\\';
-				o[1] = short_esc[*p];
-				b->len += 2;
+			if (*p < 0x80) {
+				if (short_esc[*p]) {
+					o[0] = '\\';
+					o[1] = short_esc[*p];
+					o += 2;
+				} else {
+					put_u(o, *p);
+					o += 6;
+				}
+				p++;
 			} else {
-				put_u(o, *p);
-				b->len += 6;
+				k = utf8_next(p, e, &cp);
+				if (!k) {
+					b->len = (size_t)(o - b->p);
+					return -EINVAL;
+				}
+				if (cp < 0x10000) {
+					put_u(o, cp);
+					o += 6;
+				} else {
+					cp -= 0x10000;
+					put_u(o, 0xd800 | (cp >> 10));
+					put_u(o + 6, 0xdc00 | (cp & 0x3ff));
+					o += 12;
+				}
+				p += k;
 			}
-			p++;
-		} else {
-			k = utf8_next(p, e, &cp);
-			if (!k)
-				return -EINVAL;
-			if (cp < 0x10000) {
-				put_u(o, cp);
-				b->len += 6;
-			} else {
-				cp -= 0x10000;
-				put_u(o, 0xd800 | (cp >> 10));
-				put_u(o + 6, 0xdc00 | (cp & 0x3ff));
-				b->len += 12;
-			}
-			p += k;
 		}
-		if (recjson_reserve(b, (size_t)(e - p) + 16))
-			return -ENOMEM;
+		b->len = (size_t)(o - b->p);
+		if (p < e) {
+			if (recjson_reserve(b, (size_t)((e - p) < STRING_ROUND ? (e - p) : STRING_ROUND) *
+					    6 + 8 + 1))
+				return -ENOMEM;
+			o = b->p + b->len;
+		}
 	}
-	b->p[b->len++] = '"';
+	*o++ = '"';
+	b->len = (size_t)(o - b->p);
 	return 0;
 }
 

@@ -162,6 +162,32 @@ int main(void)
 	}
 	ok(agree, "20000 generated values: the same bytes as jansson (stopped at %zu)", i);
 
+	/* long strings are escaped in rounds of input: a code point or an escape on either side
+	 * of a round's end, and strings of controls only (the most output per byte) */
+	{
+		static const char *const ends[] = { "\xf0\x9f\x98\x80", "\xe2\x82\xac", "\xc3\xa9",
+						    "\"", "\x01" };
+		char t[3000];
+		size_t len, at, j;
+
+		agree = 1;
+		for (j = 0; j < 5 && agree; j++)
+			for (at = 500; at < 530 && agree; at++) {
+				memset(t, 'x', sizeof(t));
+				len = strlen(ends[j]);
+				memcpy(t + at, ends[j], len);
+				memcpy(t + at + 1024, ends[j], len);
+				v = json_pack("{s:s%}", "k", t, (size_t)2000);
+				agree = same(v);
+				json_decref(v);
+			}
+		memset(t, 1, sizeof(t));
+		v = json_pack("{s:s%}", "k", t, sizeof(t));
+		agree = agree && same(v);
+		json_decref(v);
+		ok(agree, "long strings: the same bytes as jansson across rounds");
+	}
+
 	/* invalid UTF-8 (jansson never makes such a string, but it would fail to dump it) */
 	v = json_pack("{s:o}", "k", json_stringn_nocheck("a\xc0\x80", 3));
 	ok(same(v), "overlong UTF-8: both fail");
