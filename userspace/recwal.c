@@ -89,14 +89,15 @@ static int write_header(int fd, const struct recwal_pos *tail)
 	return pwrite_all(fd, &h, sizeof(h), 0);
 }
 
-/* Create <path> zero-filled to <bytes>, lap 1, through <path>.tmp. Returns 0 or -errno. */
-static int create(const char *path, size_t bytes)
+/* Create <path> (in directory <dirfd>) zero-filled to <bytes>, its tail at the start of
+ * lap 1, through <path>.tmp. Returns 0 or -errno. */
+static int create(const char *path, int dirfd, size_t bytes)
 {
 	static const char zero[1 << 16];
 	const struct recwal_pos start = { 1, HDR_BYTES };
-	char tmp[PATH_MAX], dir[PATH_MAX], *slash;
+	char tmp[PATH_MAX];
 	size_t off;
-	int fd, e = 0, dfd;
+	int fd, e = 0;
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
 		return -ENAMETOOLONG;
@@ -117,16 +118,7 @@ static int create(const char *path, size_t bytes)
 		unlink(tmp);
 		return e;
 	}
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (slash)
-		*slash = '\0';
-	dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd))
-		e = -errno;
-	if (dfd >= 0)
-		close(dfd);
-	return e;
+	return fsync(dirfd) ? -errno : 0;
 }
 
 struct recwal *recwal_open(const char *path, size_t bytes, char *err, size_t errlen)
@@ -146,7 +138,16 @@ struct recwal *recwal_open(const char *path, size_t bytes, char *err, size_t err
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_mutex_init(&w->hdr_mu, NULL);
 	bytes = align8(bytes < RECWAL_MIN_BYTES ? RECWAL_MIN_BYTES : bytes);
-	if (access(path, F_OK) && errno == ENOENT && (e = create(path, bytes))) {
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	w->dirfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (w->dirfd < 0) {
+		snprintf(err, errlen, "cannot open the directory of %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (access(path, F_OK) && errno == ENOENT && (e = create(path, w->dirfd, bytes))) {
 		snprintf(err, errlen, "cannot create the recordings' durability log %s (%zu bytes): "
 			 "%s; free space there or set a smaller record.wal_bytes", path, bytes,
 			 strerror(-e));
@@ -168,15 +169,6 @@ struct recwal *recwal_open(const char *path, size_t bytes, char *err, size_t err
 			 path);
 		goto fail;
 	}
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (slash)
-		*slash = '\0';
-	w->dirfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (w->dirfd < 0) {
-		snprintf(err, errlen, "cannot open the directory of %s: %s", path, strerror(errno));
-		goto fail;
-	}
 	w->size = (size_t)st.st_size;
 	w->tail.lap = h.tail_lap;
 	w->tail.off = h.tail_off;
@@ -184,14 +176,7 @@ struct recwal *recwal_open(const char *path, size_t bytes, char *err, size_t err
 	w->pos = HDR_BYTES;
 	return w;
 fail:
-	if (w->fd >= 0)
-		close(w->fd);
-	if (w->dirfd >= 0)
-		close(w->dirfd);
-	pthread_mutex_destroy(&w->mu);
-	pthread_mutex_destroy(&w->hdr_mu);
-	pthread_cond_destroy(&w->cv);
-	free(w);
+	recwal_close(w);
 	return NULL;
 }
 
