@@ -215,14 +215,19 @@ static size_t match_phone(const char *s, size_t n)
 	}
 }
 
-/* Email at s[0..n) starting at a local-part byte; sets *at; length or 0. */
+/* Email at s[0..n) starting at a local-part byte; sets *at; length or 0. A local part whose
+ * letters and digits are all 'X' is a masked email (the masker's "email" and this
+ * detector's own mask write that), not a finding: it names no one. */
 static size_t match_email(const char *s, size_t n, size_t *at)
 {
 	size_t i = 0, dot = 0, lim = n < EMAIL_MAX ? n : EMAIL_MAX;
+	int named = 0;
 
-	while (i < lim && cls[(unsigned char)s[i]] & K_LOCAL)
+	while (i < lim && cls[(unsigned char)s[i]] & K_LOCAL) {
+		named |= s[i] != 'X' && is_alnum((unsigned char)s[i]);
 		i++;
-	if (!i || i >= lim || s[i] != '@')
+	}
+	if (!i || i >= lim || s[i] != '@' || !named)
 		return 0;
 	*at = i++;
 	while (i < lim && cls[(unsigned char)s[i]] & K_DOMAIN) {

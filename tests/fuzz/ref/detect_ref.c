@@ -174,10 +174,14 @@ static size_t ref_match_phone(const char *s, size_t n)
 static size_t ref_match_email(const char *s, size_t n, size_t *at)
 {
 	size_t i = 0, dot = 0, lim = n < REF_EMAIL_MAX ? n : REF_EMAIL_MAX;
+	int named = 0;
 
-	while (i < lim && (isalnum((unsigned char)s[i]) || strchr("._%+-", s[i])) && s[i])
+	while (i < lim && (isalnum((unsigned char)s[i]) || strchr("._%+-", s[i])) && s[i]) {
+		if (isalnum((unsigned char)s[i]) && s[i] != 'X')
+			named = 1;
 		i++;
-	if (!i || i >= lim || s[i] != '@')
+	}
+	if (!i || i >= lim || s[i] != '@' || !named) /* masked: XXXXX@domain */
 		return 0;
 	*at = i++;
 	while (i < lim && (isalnum((unsigned char)s[i]) || s[i] == '-' || s[i] == '.')) {
