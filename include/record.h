@@ -41,7 +41,7 @@ struct rec_opts {
 	int checkpoint_secs;    /* ... or once an unsigned record is this old (default 60) */
 	size_t max_queue;       /* records waiting for the writer (default 65536) */
 	size_t wal_bytes;       /* size of a new durability log <dir>/wal (default 64 MiB) */
-	int syncer_ms;          /* its syncer's period (default 1000); -1: no syncer, the
+	int syncer_ms;          /* its syncer's period (default 40); -1: no syncer, the
 				 * writer catches up when the log is full (tests) */
 };
 

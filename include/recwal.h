@@ -77,9 +77,10 @@ int recwal_sync(struct recwal *w);
  * which holds the segments) and move the tail past it. Returns 0 or -errno. */
 int recwal_catch_up(struct recwal *w);
 
-/* Start the syncer thread: every <period_ms> while entries were written since (and when
- * the writer is a quarter of the log ahead of the tail), recwal_catch_up. Call after
- * recwal_reset. recwal_close stops it. Returns 0 or -errno. */
+/* Start the syncer thread: <period_ms> after entries were first written since the last
+ * cover (at once when the writer is 1/32 of the log ahead of the tail), recwal_catch_up;
+ * asleep while nothing is written. Call after recwal_reset. recwal_close stops it.
+ * Returns 0 or -errno. */
 int recwal_start(struct recwal *w, int period_ms);
 
 void recwal_close(struct recwal *w);

@@ -91,7 +91,7 @@
 #define BUCKETS 256
 #define IDLE_CLOSE_SECS 300
 #define HEAD_SECS 1.0
-#define SYNCER_MS 1000 /* the durability log's syncer: segments durable within about this */
+#define SYNCER_MS 40 /* the durability log's syncer period (recwal.c says why so short) */
 
 struct rec_item {
 	struct rec_item *next;
