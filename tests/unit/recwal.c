@@ -19,13 +19,16 @@ static char path[256];
  * first line's number ("{"n":N}"), -1 when none. */
 static int lines_in(struct recwal *w, int *first)
 {
+	struct recwal *own = NULL;
 	char *p, err[256];
 	size_t n, i;
-	int k = 0;
+	int k = 0, e;
 
-	if (!w && !(w = recwal_open(path, 0, err, sizeof(err))))
+	if (!w && !(w = own = recwal_open(path, 0, err, sizeof(err))))
 		return -1;
-	if (recwal_read(w, &p, &n))
+	e = recwal_read(w, &p, &n);
+	recwal_close(own);
+	if (e)
 		return -1;
 	*first = n ? atoi(p + 5) : -1;
 	for (i = 0; i < n; i++)
