@@ -44,8 +44,10 @@
  * first record written after a sync waits at most N ms (plus the write and sync time)
  * for others to share its sync. A batch is made durable by writing its lines once more to
  * the durability log <dir>/wal (recwal.c: rewritten in place, so one fdatasync without a
- * journal commit covers every stream); segments are fsynced when the log wraps, when they
- * are rotated or closed, and at shutdown. A failed sync stops the store for good (-EIO).
+ * journal commit covers every stream). The log's syncer thread makes the segments durable
+ * (syncfs) 40 ms after they are written and moves the log's tail past them; a segment is
+ * also fsynced when it is rotated, and everything at shutdown. A failed sync stops the
+ * store for good (-EIO).
  * A failed write is cut back (ftruncate) to the last record boundary; no space (ENOSPC,
  * EDQUOT, EFBIG) fails only that record, anything else stops the store.
  *
@@ -1118,8 +1120,9 @@ static int stream_rotate(struct rec *r, struct rec_stream *s)
 	if (s->fd >= 0) {
 		if ((e = stream_flush(r, s)))
 			return e;
-		/* (with the durability log, its syncer's syncfs makes the segment durable) */
-		if (!r->wal && fsync(s->fd)) {
+		/* durable before the next one starts: recovery cuts a torn tail only in a
+		 * stream's last segment (the syncer has synced most of it already) */
+		if (fsync(s->fd)) {
 			store_fail(r, -errno, "fsync of a recording segment failed");
 			return -EIO;
 		}
