@@ -18,7 +18,7 @@
  *              then <len> bytes of record lines.
  * The tail is where the records start that may not be durable in the segments yet: the
  * syncer thread moves it on (recwal_cover) after making everything before a mark durable
- * (syncfs of the filesystem that holds the log and the segments). An entry is never written
+ * (the caller's sync function: an fsync of each segment written since the last one). An entry is never written
  * over bytes the tail has not passed: when it would be, recwal_sync catches up first. Reading starts at the tail, goes to the end of the tail's lap and on
  * from the start in the next lap, and stops at the first entry that is not of the lap
  * expected or whose crc does not match (a torn write, or an older lap's bytes). */
@@ -73,8 +73,13 @@ void recwal_drop(struct recwal *w);
  * failure, for good). Called from one thread at a time. */
 int recwal_sync(struct recwal *w);
 
-/* Make everything written so far durable where it belongs (syncfs of the log's filesystem,
- * which holds the segments) and move the tail past it. Returns 0 or -errno. */
+/* How to make durable what was written elsewhere before the log's entries (called from the
+ * syncer and the writer, one at a time; 0 or -errno). Default: syncfs of the log's
+ * filesystem. Set it before recwal_start. */
+void recwal_set_sync(struct recwal *w, int (*fn)(void *arg), void *arg);
+
+/* Make everything written so far durable where it belongs (the sync function) and move
+ * the tail past it. Returns 0 or -errno. */
 int recwal_catch_up(struct recwal *w);
 
 /* Start the syncer thread: <period_ms> after entries were first written since the last

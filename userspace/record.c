@@ -45,9 +45,9 @@
  * for others to share its sync. A batch is made durable by writing its lines once more to
  * the durability log <dir>/wal (recwal.c: rewritten in place, so one fdatasync without a
  * journal commit covers every stream). The log's syncer thread makes the segments durable
- * (syncfs) 40 ms after they are written and moves the log's tail past them; a segment is
- * also fsynced when it is rotated, and everything at shutdown. A failed sync stops the
- * store for good (-EIO).
+ * (sync_dirty: an fsync of each segment written) 40 ms after they are written and moves the
+ * log's tail past them; a segment is also fsynced when it is rotated, and everything at
+ * shutdown. A failed sync stops the store for good (-EIO).
  * A failed write is cut back (ftruncate) to the last record boundary; no space (ENOSPC,
  * EDQUOT, EFBIG) fails only that record, anything else stops the store.
  *
@@ -127,6 +127,8 @@ struct rec_stream {
 	char *head;                  /* checkpoint line to put in head.json after the fsync */
 	uint64_t head_seq;           /* ... its seq */
 	int head_durable;            /* ... is covered by a sync */
+	unsigned marked_seg;         /* the segment last put in the syncer's set, */
+	uint64_t marked_gen;         /* ... in this generation of it */
 	double head_at;              /* when head.json was last written (monotonic s) */
 	char *recovery;              /* recovery record's data not written yet (no space at open) */
 	size_t recovery_len;
@@ -161,6 +163,17 @@ struct rec {
 	int wal_off;                         /* the log could not stage a batch: fsync instead */
 	struct wal_line *replay;             /* the log's lines at open, for recovery */
 	size_t replay_n;
+	/* Segments written since the syncer last synced them: the writer adds, the syncer
+	 * takes the set (a new generation) and fsyncs each by path. */
+	pthread_mutex_t dirty_mu;
+	struct dirty_seg *dirty_v;
+	size_t dirty_n, dirty_cap;
+	uint64_t dirty_gen;
+};
+
+struct dirty_seg {
+	struct rec_stream *s;        /* streams live until the store is freed */
+	unsigned seg;
 };
 
 /* A record line found in the durability log at open. */
@@ -940,6 +953,64 @@ static int stream_open_fd(struct rec *r, struct rec_stream *s)
 	return 0;
 }
 
+/* Put <s>'s current segment in the syncer's set (before the log entry that covers what was
+ * just written to it). Returns 0 or -ENOMEM. */
+static int mark_dirty(struct rec *r, struct rec_stream *s)
+{
+	struct dirty_seg *v;
+	int e = 0;
+
+	pthread_mutex_lock(&r->dirty_mu);
+	if (s->marked_gen != r->dirty_gen || s->marked_seg != s->seg || !r->dirty_n) {
+		if (r->dirty_n == r->dirty_cap) {
+			r->dirty_cap = r->dirty_cap ? 2 * r->dirty_cap : 16;
+			v = realloc(r->dirty_v, r->dirty_cap * sizeof(*v));
+			if (!v)
+				e = -ENOMEM;
+			else
+				r->dirty_v = v;
+		}
+		if (!e) {
+			r->dirty_v[r->dirty_n++] = (struct dirty_seg){ s, s->seg };
+			s->marked_gen = r->dirty_gen;
+			s->marked_seg = s->seg;
+		}
+	}
+	pthread_mutex_unlock(&r->dirty_mu);
+	return e;
+}
+
+/* The durability log's sync function (syncer thread, or the writer catching up): fsync,
+ * by path, every segment written since the last time. Returns 0 or -errno. */
+static int sync_dirty(void *arg)
+{
+	struct rec *r = arg;
+	struct dirty_seg *v;
+	char path[PATH_MAX];
+	size_t n, i;
+	int fd, e = 0;
+
+	pthread_mutex_lock(&r->dirty_mu);
+	v = r->dirty_v;
+	n = r->dirty_n;
+	r->dirty_v = NULL;
+	r->dirty_n = r->dirty_cap = 0;
+	r->dirty_gen++;
+	pthread_mutex_unlock(&r->dirty_mu);
+	for (i = 0; i < n && !e; i++) {
+		snprintf(path, sizeof(path), "%s/%s/%06u.jsonl", r->dir, v[i].s->name, v[i].seg);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || fsync(fd))
+			e = -errno;
+		if (fd >= 0)
+			close(fd);
+		if (e)
+			log_err("record", "cannot sync %s: %s", path, strerror(-e));
+	}
+	free(v);
+	return e;
+}
+
 static int no_space(int e)
 {
 	return e == -ENOSPC || e == -EDQUOT || e == -EFBIG;
@@ -993,7 +1064,7 @@ static int stream_flush(struct rec *r, struct rec_stream *s)
 		r->pend_t = pp;
 		return e;
 	}
-	if (r->wal && !r->wal_off && recwal_add(r->wal, s->wb.p, len))
+	if (r->wal && !r->wal_off && (mark_dirty(r, s) || recwal_add(r->wal, s->wb.p, len)))
 		r->wal_off = 1; /* no memory to stage it: this batch fsyncs its segments */
 	s->wb.len = 0;
 	return 0;
@@ -1190,7 +1261,7 @@ static int stream_append(struct rec *r, struct rec_stream *s, const char *type,
 	return 0;
 }
 
-/* Make everything written durable: the durability log's catch-up (syncfs), or while
+/* Make everything written durable: the durability log's catch-up (sync_dirty), or while
  * recovering (no log yet) an fsync of every segment written since its last fsync.
  * Returns 0 or -EIO (the store failed). */
 static int sync_all(struct rec *r)
@@ -1768,6 +1839,7 @@ struct rec *rec_open(const struct rec_opts *o, char *err, size_t errlen)
 	r->qt = &r->qh;
 	r->pend_t = &r->pend;
 	pthread_mutex_init(&r->mu, NULL);
+	pthread_mutex_init(&r->dirty_mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
 	if (mkdir(r->dir, 0700) && errno != EEXIST) {
 		set_err(err, errlen, "cannot create the recording directory %s: %s", r->dir,
@@ -1809,6 +1881,7 @@ struct rec *rec_open(const struct rec_opts *o, char *err, size_t errlen)
 		set_err(err, errlen, "cannot reset the durability log %s: %s", path, strerror(-e));
 		goto fail;
 	}
+	recwal_set_sync(wal, sync_dirty, r);
 	if (o->syncer_ms >= 0 && (e = recwal_start(wal, o->syncer_ms ? o->syncer_ms : SYNCER_MS))) {
 		set_err(err, errlen, "cannot start the recordings' syncer: %s", strerror(-e));
 		goto fail;
@@ -1831,8 +1904,10 @@ fail:
 	free(r->replay);
 	free(wal_lines);
 	free_streams(r);
+	free(r->dirty_v);
 	recjson_free(&r->line);
 	EVP_PKEY_free(r->key);
+	pthread_mutex_destroy(&r->dirty_mu);
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);
 	free(r);
@@ -1951,10 +2026,12 @@ void rec_close(struct rec *r)
 	pthread_join(r->thread, NULL);
 	if (default_store == r)
 		default_store = NULL;
+	recwal_close(r->wal); /* stops its syncer, which reads the streams */
 	free_streams(r);
-	recwal_close(r->wal);
+	free(r->dirty_v);
 	recjson_free(&r->line);
 	EVP_PKEY_free(r->key);
+	pthread_mutex_destroy(&r->dirty_mu);
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);
 	free(r);

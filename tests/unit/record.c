@@ -19,11 +19,11 @@
 #pragma GCC diagnostic ignored "-Wformat-truncation" /* temporary paths are short */
 
 /* fsync interposed: fails with EIO while fail_fsync is set (the store must stop). */
-static volatile int fail_fsync;
+static volatile int fail_fsync, fail_fsync_only; /* the latter: fsync(), not fdatasync() */
 
 int fsync(int fd)
 {
-	if (fail_fsync) {
+	if (fail_fsync || fail_fsync_only) {
 		errno = EIO;
 		return -1;
 	}
@@ -797,6 +797,46 @@ static void crash_and_replay(const char *name, size_t wal_bytes, int n, int lost
 	}
 }
 
+/* The syncer fsyncs the segments written and moves the log's tail past them: soon after
+ * records come in, the log holds nothing a recovery would need; with fsync failing, the
+ * store stops. */
+static void test_syncer(void)
+{
+	struct rec_opts o = { .syncer_ms = 20 };
+	char dir[600], err[512], path[700], *lines;
+	struct recwal *w;
+	struct rec *r;
+	size_t n = 1;
+	int i;
+
+	snprintf(dir, sizeof(dir), "%s/syncer", tmp);
+	o.dir = dir;
+	r = rec_open(&o, err, sizeof(err));
+	reset_counts();
+	submit_n(r, docker, 5, 0, 30);
+	wait_done(30);
+	snprintf(path, sizeof(path), "%s/wal", dir);
+	for (i = 0; i < 100 && n; i++) { /* up to 2 s */
+		usleep(20 * 1000);
+		w = recwal_open(path, 0, err, sizeof(err));
+		n = 1;
+		if (w && !recwal_read(w, &lines, &n))
+			free(lines);
+		recwal_close(w);
+	}
+	is_int((int)n, 0, "the syncer synced the segment and moved the log's tail past it");
+	fail_fsync_only = 1; /* the log's fdatasync works, the syncer's segment fsync fails */
+	reset_counts();
+	for (i = 0; i < 100 && !rec_failed(r); i++) {
+		submit_n(r, docker, 5, 30 + i, 1);
+		wait_done(i + 1);
+		usleep(20 * 1000);
+	}
+	is_int(rec_failed(r), -EIO, "a failed segment fsync in the syncer stops the store");
+	fail_fsync_only = 0;
+	rec_close(r);
+}
+
 static void test_wal_replay(void)
 {
 	crash_and_replay("replay", 0, 20, 5, 15);
@@ -818,6 +858,7 @@ int main(void)
 	test_fsync_failure();
 	test_queue_bound();
 	test_sync_window();
+	test_syncer();
 	test_wal_replay();
 	if (!tap_failed)
 		sh("rm -rf %s", tmp);
