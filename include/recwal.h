@@ -36,9 +36,14 @@
 struct recwal;
 
 /* Open the log at <path>, creating it (zero-filled to <bytes>, through a temporary file and
- * a rename) when missing. An existing log keeps its size. Returns the log or NULL with
- * <err> (a file that is not a log is refused, not overwritten). */
+ * a rename) when missing, and lock it (flock, exclusive) for as long as it is open: one
+ * store writer per directory. An existing log keeps its size. Returns the log or NULL with
+ * <err> (a file that is not a log, or a log another process holds, is refused). */
 struct recwal *recwal_open(const char *path, size_t bytes, char *err, size_t errlen);
+
+/* Open an existing log read-only and unlocked, for recwal_read only (while a writer may be
+ * at work: what it reads is a snapshot, possibly ending in an entry being written). */
+struct recwal *recwal_inspect(const char *path, char *err, size_t errlen);
 
 /* The record lines of the current lap's entries, in order, in a malloc'd buffer (free it).
  * Returns 0 or -errno. */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -126,7 +127,9 @@ static int create(const char *path, int dirfd, size_t bytes)
 	return fsync(dirfd) ? -errno : 0;
 }
 
-struct recwal *recwal_open(const char *path, size_t bytes, char *err, size_t errlen)
+/* recwal_open, or with !<writer> recwal_inspect: read-only, not created, not locked. */
+static struct recwal *open_log(const char *path, size_t bytes, int writer, char *err,
+			       size_t errlen)
 {
 	struct recwal *w = calloc(1, sizeof(*w));
 	char dir[PATH_MAX], *slash;
@@ -153,15 +156,23 @@ struct recwal *recwal_open(const char *path, size_t bytes, char *err, size_t err
 		snprintf(err, errlen, "cannot open the directory of %s: %s", path, strerror(errno));
 		goto fail;
 	}
-	if (access(path, F_OK) && errno == ENOENT && (e = create(path, w->dirfd, bytes))) {
+	if (writer && access(path, F_OK) && errno == ENOENT &&
+	    (e = create(path, w->dirfd, bytes))) {
 		snprintf(err, errlen, "cannot create the recordings' durability log %s (%zu bytes): "
 			 "%s; free space there or set a smaller record.wal_bytes", path, bytes,
 			 strerror(-e));
 		goto fail;
 	}
-	w->fd = open(path, O_RDWR | O_CLOEXEC);
+	w->fd = open(path, (writer ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	if (w->fd < 0 || fstat(w->fd, &st)) {
 		snprintf(err, errlen, "cannot open the recordings' durability log %s: %s", path,
+			 strerror(errno));
+		goto fail;
+	}
+	/* one writer per store: two would interleave segments and overwrite each other's log */
+	if (writer && flock(w->fd, LOCK_EX | LOCK_NB)) {
+		snprintf(err, errlen, "%s is locked: another sluiced is recording into this "
+			 "directory (%s); stop it, or give this one another record.dir", path,
 			 strerror(errno));
 		goto fail;
 	}
@@ -184,6 +195,16 @@ struct recwal *recwal_open(const char *path, size_t bytes, char *err, size_t err
 fail:
 	recwal_close(w);
 	return NULL;
+}
+
+struct recwal *recwal_open(const char *path, size_t bytes, char *err, size_t errlen)
+{
+	return open_log(path, bytes, 1, err, errlen);
+}
+
+struct recwal *recwal_inspect(const char *path, char *err, size_t errlen)
+{
+	return open_log(path, 0, 0, err, errlen);
 }
 
 /* Append to <out> the entries of lap <lap> from <off> on. Returns 0 or -errno; <n> counts

@@ -799,7 +799,7 @@ static void crash_and_replay(const char *name, size_t wal_bytes, int n, int lost
 
 /* The syncer fsyncs the segments written and moves the log's tail past them: soon after
  * records come in, the log holds nothing a recovery would need; with fsync failing, the
- * store stops. */
+ * store stops. Another process cannot open the store meanwhile. */
 static void test_syncer(void)
 {
 	struct rec_opts o = { .syncer_ms = 20 };
@@ -818,13 +818,21 @@ static void test_syncer(void)
 	snprintf(path, sizeof(path), "%s/wal", dir);
 	for (i = 0; i < 100 && n; i++) { /* up to 2 s */
 		usleep(20 * 1000);
-		w = recwal_open(path, 0, err, sizeof(err));
+		w = recwal_inspect(path, err, sizeof(err));
 		n = 1;
 		if (w && !recwal_read(w, &lines, &n))
 			free(lines);
 		recwal_close(w);
 	}
 	is_int((int)n, 0, "the syncer synced the segment and moved the log's tail past it");
+	if (!fork()) { /* a second writer of the same store, in another process */
+		struct rec *r2 = rec_open(&o, err, sizeof(err));
+
+		_exit(!r2 && strstr(err, "another sluiced is recording into this directory") ? 0 :
+									       1);
+	}
+	wait(&i);
+	ok(WIFEXITED(i) && WEXITSTATUS(i) == 0, "a second process cannot open the same store");
 	fail_fsync_only = 1; /* the log's fdatasync works, the syncer's segment fsync fails */
 	reset_counts();
 	for (i = 0; i < 100 && !rec_failed(r); i++) {

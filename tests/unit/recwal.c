@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "recwal.h"
@@ -24,7 +25,7 @@ static int lines_in(struct recwal *w, int *first)
 	size_t n, i;
 	int k = 0, e;
 
-	if (!w && !(w = own = recwal_open(path, 0, err, sizeof(err))))
+	if (!w && !(w = own = recwal_inspect(path, err, sizeof(err))))
 		return -1;
 	e = recwal_read(w, &p, &n);
 	recwal_close(own);
@@ -41,8 +42,10 @@ static int lines_in(struct recwal *w, int *first)
 static int put(struct recwal *w, int n)
 {
 	char line[201];
+	int k = snprintf(line, sizeof(line), "{\"n\":%d,\"pad\":\"", n);
 
-	snprintf(line, sizeof(line), "{\"n\":%d,\"pad\":\"%0*d\"}", n, 200 - 20, 0);
+	memset(line + k, '0', sizeof(line) - (size_t)k);
+	line[198] = '"';
 	line[199] = '}';
 	line[200] = '\n';
 	recwal_add(w, line, sizeof(line));
@@ -72,6 +75,12 @@ int main(void)
 
 	w = recwal_open(path, 1 << 20, err, sizeof(err));
 	ok(!stat(path, &st) && st.st_size == RECWAL_MIN_BYTES, "a reopened log keeps its size");
+	if (!fork()) { /* another process: the log is locked */
+		r = recwal_open(path, 0, err, sizeof(err));
+		_exit(r == NULL && strstr(err, "another sluiced is recording") ? 0 : 1);
+	}
+	wait(&i);
+	ok(WIFEXITED(i) && WEXITSTATUS(i) == 0, "another process cannot open a log that is open");
 	ok(lines_in(w, &first) == 3 && first == 1, "its entries read back in order");
 	recwal_close(w);
 
