@@ -7,6 +7,7 @@
  *                                  (rec_stream_name: container id, pod-<uid> or the path)
  * <dir>/<stream>/000001.jsonl ...  segments, rotated by size and age, 0600
  * <dir>/<stream>/head.json         a copy of the stream's latest durable checkpoint line
+ * <dir>/wal                        the durability log (recwal.h), locked while open
  *
  * Each record is one line: BODY with ',"hash":"<64 hex>"}' put in place of BODY's final '}',
  * then '\n'. BODY is the record without "hash", serialized as jansson's json_dumps with
