@@ -128,38 +128,15 @@ int rec_checkpoint_msg(char *out, size_t outlen, const char *stream, uint64_t se
  * when <stream> is not a stream id. */
 int rec_stream_cgid(const char *stream, uint64_t *cgid);
 
-/* Load an Ed25519 private key, refusing a file readable or writable by group or others.
- * Returns it (EVP_PKEY_free) or NULL with <err>. */
-struct evp_pkey_st *rec_load_private(const char *path, char *err, size_t errlen);
-
 /* SHA-256 of p[0..n) into <out> (the digest is fetched once, not on every call). */
 void rec_sha256(const void *p, size_t n, unsigned char out[32]);
 
 /* Lowercase hex of <n> bytes into <out> (2n + 1 bytes). */
 void rec_hex(const unsigned char *p, size_t n, char *out);
 
-/* Load a public (or private) Ed25519 key from PEM <path>. Returns it (EVP_PKEY_free) or
- * NULL with <err>. */
-struct evp_pkey_st *rec_load_pubkey(const char *path, char *err, size_t errlen);
-
-/* Key id of an Ed25519 key: the first 16 hex digits of SHA-256 of its 32 raw public
- * bytes. Returns 0 or -EINVAL. */
-int rec_key_id(struct evp_pkey_st *key, char out[17]);
-
-/* Verify a base64 Ed25519 signature over <msg>. Returns 1 valid, 0 not. */
-int rec_sig_verify(struct evp_pkey_st *key, const char *msg, size_t msglen, const char *b64);
-
 /* Parse "YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm|-hh:mm)" or unix seconds into *t. Returns 0
  * or -EINVAL. */
 int rec_time_parse(const char *s, double *t);
-
-/* Create an Ed25519 key pair: <key_path> (0600, O_EXCL) and its public key (0644) at
- * <pub_path> (NULL: derived as rec_pub_path does). Returns 0, -EEXIST, or -errno with
- * <err>. */
-int rec_key_init(const char *key_path, const char *pub_path, char *err, size_t errlen);
-
-/* The public key path beside <key_path>: "x.key" gives "x.pub", anything else "<path>.pub". */
-void rec_pub_path(const char *key_path, char *out, size_t outlen);
 
 /* --- the legacy connection log ---------------------------------------------------------- */
 
@@ -185,10 +162,5 @@ void rec_set_default(struct rec *r);
  * (not waited for), else one JSON line appended to <dir>/<cgroup id>.conn.jsonl. Returns
  * 0 or -errno. */
 int record_conn(const char *dir, const struct record_conn *rc);
-
-/* sluicectl record init [--dir D] [--key F]: create the store's signing key (default
- * <dir>/record.key, dir default /var/lib/sluice/recordings) and print its key id. argv[0]
- * is "init". Returns the exit status. */
-int rec_cmd_init(int argc, char **argv);
 
 #endif

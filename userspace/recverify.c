@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include "reckey.h"
 #include "record.h"
 #include "recverify.h"
 

@@ -6,6 +6,7 @@
 
 #include "approve.h"
 #include "ctl.h"
+#include "reckey.h"
 #include "record.h"
 #include "recverify.h"
 #include "tls.h"

@@ -9,7 +9,8 @@ trap 'rm -rf "$tmp"' EXIT
 ctl=build/sluicectl
 [ -x $ctl ] || { echo "SKIP: build/sluicectl not built"; exit 77; }
 cc -std=gnu11 -O2 -D_GNU_SOURCE -Iinclude -o "$tmp/recwriter" tests/e2e/lib/recwriter.c \
-  userspace/record.c userspace/recjson.c userspace/recverify.c userspace/recwal.c userspace/log.c \
+  userspace/record.c userspace/reckey.c userspace/recjson.c userspace/recverify.c userspace/recwal.c \
+  userspace/log.c \
   $(pkg-config --cflags --libs jansson openssl zlib) -lpthread || exit 1
 store=$tmp/store
 "$tmp/recwriter" "$store" demo 0

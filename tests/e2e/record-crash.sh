@@ -15,7 +15,8 @@ cleanup() {
 }
 trap cleanup EXIT
 cc -std=gnu11 -O2 -D_GNU_SOURCE -Iinclude -o "$tmp/recwriter" tests/e2e/lib/recwriter.c \
-  userspace/record.c userspace/recjson.c userspace/recverify.c userspace/recwal.c userspace/log.c \
+  userspace/record.c userspace/reckey.c userspace/recjson.c userspace/recverify.c userspace/recwal.c \
+  userspace/log.c \
   $(pkg-config --cflags --libs jansson openssl zlib) -lpthread || exit 1
 w=$tmp/recwriter
 
