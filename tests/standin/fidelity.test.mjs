@@ -114,6 +114,9 @@ async function main() {
 	const t0 = Date.now();
 	while (!existsSync(ready) && Date.now() - t0 < 15000 && server.exitCode === null) await new Promise((r) => setTimeout(r, 50));
 	const port = existsSync(ready) ? readFileSync(ready, 'utf8').trim() : '';
+	// the line was written first, but reaches this process's pipe reader on its own time
+	while (/^\d+$/.test(port) && !serverOut.includes(`listening on 127.0.0.1:${port}`) &&
+		Date.now() - t0 < 15000) await new Promise((r) => setTimeout(r, 20));
 	report(/^\d+$/.test(port) && serverOut.includes(`standin: listening on 127.0.0.1:${port}`),
 		'server starts on a free port and writes --ready-file', serverErr);
 	if (!/^\d+$/.test(port)) return;

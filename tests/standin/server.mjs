@@ -115,12 +115,12 @@ const server = createServer({
 
 server.listen(Number(opt.port), opt.host, () => {
 	const { port } = server.address();
+	const host = opt.host.includes(':') ? `[${opt.host}]` : opt.host;
+	console.log(`standin: listening on ${host}:${port}`); // before the ready file: it says all is out
 	if (opt['ready-file']) {
 		writeFileSync(opt['ready-file'] + '.tmp', `${port}\n`);
 		renameSync(opt['ready-file'] + '.tmp', opt['ready-file']);
 	}
-	const host = opt.host.includes(':') ? `[${opt.host}]` : opt.host;
-	console.log(`standin: listening on ${host}:${port}`);
 });
 
 function shutdown() {
