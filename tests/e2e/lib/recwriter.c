@@ -191,6 +191,16 @@ int main(int argc, char **argv)
 
 		rec_close(open_store(argv[1]));
 		e = rec_verify_path(argv[1], NULL, &rep);
+		f = fopen(argv[3], "r");
+		if (e == -ENOENT && f && fscanf(f, "%ld", &a) != 1) {
+			/* killed before its first record (a slow start on a loaded machine): an
+			 * empty store is right when nothing was acknowledged */
+			fclose(f);
+			json_decref(rep);
+			return 0;
+		}
+		if (f)
+			fclose(f);
 		if (e) {
 			json_dumpf(rep, stdout, JSON_INDENT(2));
 			printf("\nrecwriter: verify failed: %d\n", e);
