@@ -11,6 +11,10 @@ void log_set_level(enum log_level level);
 void log_msg(enum log_level level, const char *module, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* Format an error message into a caller's buffer (nothing when <err> is NULL or <errlen> 0):
+ * the "char *err, size_t errlen" out-parameter of functions that can fail. */
+void err_set(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #define log_err(mod, ...) log_msg(LOG_ERR, mod, __VA_ARGS__)
 #define log_warn(mod, ...) log_msg(LOG_WARN, mod, __VA_ARGS__)
 #define log_info(mod, ...) log_msg(LOG_INFO, mod, __VA_ARGS__)

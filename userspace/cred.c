@@ -66,18 +66,6 @@ struct cred {
 	ino_t file_ino;
 };
 
-__attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errlen,
-							  const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static long long mono_ms(void)
 {
 	struct timespec ts;
@@ -127,26 +115,26 @@ static char *read_secret(const char *path, size_t max, struct stat *st, size_t *
 	ssize_t n;
 
 	if (fd < 0) {
-		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		return NULL;
 	}
 	if (fstat(fd, st) || !S_ISREG(st->st_mode)) {
-		seterr(err, errlen, "%s: not a regular file", path);
+		err_set(err, errlen, "%s: not a regular file", path);
 		goto out;
 	}
 	if (st->st_mode & 077) {
-		seterr(err, errlen, "%s: credential file is readable or writable by group or "
+		err_set(err, errlen, "%s: credential file is readable or writable by group or "
 				    "others (mode %04o): chmod 600 it", path,
 		       (unsigned)(st->st_mode & 07777));
 		goto out;
 	}
 	if (st->st_uid != geteuid()) {
-		seterr(err, errlen, "%s: credential file is owned by uid %u, not by sluiced (uid "
+		err_set(err, errlen, "%s: credential file is owned by uid %u, not by sluiced (uid "
 				    "%u): chown it", path, (unsigned)st->st_uid, (unsigned)geteuid());
 		goto out;
 	}
 	if ((size_t)st->st_size > max) {
-		seterr(err, errlen, "%s: larger than %zu bytes", path, max);
+		err_set(err, errlen, "%s: larger than %zu bytes", path, max);
 		goto out;
 	}
 	buf = malloc((size_t)st->st_size + 1);
@@ -201,7 +189,7 @@ static int sa_load(const char *path, struct sa_key *k, char *err, size_t errlen)
 	doc = json_loadb(buf, len, 0, &je);
 	if (!json_is_object(doc)) {
 		/* je.text may quote the file: only the line is reported. */
-		seterr(err, errlen, "%s:%d: not a service-account key (JSON object expected)", path,
+		err_set(err, errlen, "%s:%d: not a service-account key (JSON object expected)", path,
 		       je.line);
 		goto out;
 	}
@@ -212,30 +200,30 @@ static int sa_load(const char *path, struct sa_key *k, char *err, size_t errlen)
 	pk = json_object_get(doc, "private_key");
 	pem = json_string_value(pk);
 	if (type && strcmp(type, "service_account")) {
-		seterr(err, errlen, "%s: type is not \"service_account\" (only service-account keys "
+		err_set(err, errlen, "%s: type is not \"service_account\" (only service-account keys "
 				    "are supported)", path);
 		goto out;
 	}
 	if (!email || !*email || !pem) {
-		seterr(err, errlen, "%s: client_email and private_key are required", path);
+		err_set(err, errlen, "%s: client_email and private_key are required", path);
 		goto out;
 	}
 	if (!uri)
 		uri = "https://oauth2.googleapis.com/token";
 	if (strncmp(uri, "https://", 8)) {
-		seterr(err, errlen, "%s: token_uri must be an https:// URL", path);
+		err_set(err, errlen, "%s: token_uri must be an https:// URL", path);
 		goto out;
 	}
 	ERR_clear_error();
 	b = BIO_new_mem_buf(pem, -1);
 	k->pkey = b ? PEM_read_bio_PrivateKey(b, NULL, no_password, NULL) : NULL;
 	if (!k->pkey) {
-		seterr(err, errlen, "%s: private_key is not a PEM private key (%s)", path,
+		err_set(err, errlen, "%s: private_key is not a PEM private key (%s)", path,
 		       ossl_reason(why, sizeof(why)));
 		goto out;
 	}
 	if (!EVP_PKEY_is_a(k->pkey, "RSA") || EVP_PKEY_get_bits(k->pkey) < 2048) {
-		seterr(err, errlen, "%s: private_key must be an RSA key of 2048 bits or more", path);
+		err_set(err, errlen, "%s: private_key must be an RSA key of 2048 bits or more", path);
 		goto out;
 	}
 	k->email = strdup(email);
@@ -291,7 +279,7 @@ static int assertion_locked(struct cred *c, time_t now, char *out, size_t outlen
 	int n, m, rc;
 
 	if (!c->sa.pkey) {
-		seterr(err, errlen, "credential %s is not a service-account key", cname(c));
+		err_set(err, errlen, "credential %s is not a service-account key", cname(c));
 		return -EINVAL;
 	}
 	h = c->sa.kid ? json_pack("{s:s, s:s, s:s}", "alg", "RS256", "typ", "JWT", "kid", c->sa.kid)
@@ -317,7 +305,7 @@ static int assertion_locked(struct cred *c, time_t now, char *out, size_t outlen
 	rc = rs256_sign(c->sa.pkey, out, n + m, outlen);
 out:
 	if (rc < 0)
-		seterr(err, errlen, "credential %s: cannot sign the assertion (%s)", cname(c),
+		err_set(err, errlen, "credential %s: cannot sign the assertion (%s)", cname(c),
 		       rc == -ENOSPC ? "buffer too small" : "signing failed");
 	free(hs);
 	free(ps);
@@ -405,7 +393,7 @@ static int tcp_connect(const char *host, const char *port, long long deadline, c
 
 	rc = getaddrinfo(host, port, &hints, &res);
 	if (rc) {
-		seterr(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
+		err_set(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
 		return -EHOSTUNREACH;
 	}
 	rc = -ECONNREFUSED;
@@ -438,7 +426,7 @@ static int tcp_connect(const char *host, const char *port, long long deadline, c
 	}
 	freeaddrinfo(res);
 	if (fd < 0) {
-		seterr(err, errlen, "cannot connect to %s port %s: %s", host, port, strerror(-rc));
+		err_set(err, errlen, "cannot connect to %s port %s: %s", host, port, strerror(-rc));
 		return rc;
 	}
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
@@ -578,7 +566,7 @@ static int http_request(struct cred *c, const char *method, const char *url_s, c
 
 	*resp = NULL;
 	if (url_parse(url_s, &u)) {
-		seterr(err, errlen, "bad URL %s", url_s);
+		err_set(err, errlen, "bad URL %s", url_s);
 		return -EINVAL;
 	}
 	if (c->conf.address) {
@@ -586,7 +574,7 @@ static int http_request(struct cred *c, const char *method, const char *url_s, c
 
 		if (!colon || colon == c->conf.address ||
 		    (size_t)(colon - c->conf.address) >= sizeof(ohost) || strlen(colon + 1) >= sizeof(oport)) {
-			seterr(err, errlen, "override address %s is not IP:PORT", c->conf.address);
+			err_set(err, errlen, "override address %s is not IP:PORT", c->conf.address);
 			return -EINVAL;
 		}
 		snprintf(ohost, sizeof(ohost), "%.*s", (int)(colon - c->conf.address),
@@ -609,7 +597,7 @@ static int http_request(struct cred *c, const char *method, const char *url_s, c
 		ERR_clear_error();
 		k.ssl = SSL_new(c->ctx);
 		if (!k.ssl || !SSL_set_fd(k.ssl, k.fd)) {
-			seterr(err, errlen, "TLS setup failed: %s", ossl_reason(why, sizeof(why)));
+			err_set(err, errlen, "TLS setup failed: %s", ossl_reason(why, sizeof(why)));
 			goto out;
 		}
 		if (inet_pton(AF_INET, u.host, v) == 1 || inet_pton(AF_INET6, u.host, v) == 1) {
@@ -622,10 +610,10 @@ static int http_request(struct cred *c, const char *method, const char *url_s, c
 			long vr = SSL_get_verify_result(k.ssl);
 
 			if (vr != X509_V_OK)
-				seterr(err, errlen, "TLS to %s failed: certificate verify failed: %s",
+				err_set(err, errlen, "TLS to %s failed: certificate verify failed: %s",
 				       u.host, X509_verify_cert_error_string(vr));
 			else
-				seterr(err, errlen, "TLS to %s failed: %s", u.host,
+				err_set(err, errlen, "TLS to %s failed: %s", u.host,
 				       ossl_reason(why, sizeof(why)));
 			goto out;
 		}
@@ -654,7 +642,7 @@ static int http_request(struct cred *c, const char *method, const char *url_s, c
 	}
 	reqused = (size_t)n;
 	if (conn_write(&k, req, (size_t)n)) {
-		seterr(err, errlen, "sending the request to %s failed", u.host);
+		err_set(err, errlen, "sending the request to %s failed", u.host);
 		goto out;
 	}
 	buf = malloc(CRED_MAX_RESPONSE + 1);
@@ -665,7 +653,7 @@ static int http_request(struct cred *c, const char *method, const char *url_s, c
 	for (;;) {
 		n = conn_read(&k, buf + len, CRED_MAX_RESPONSE - len);
 		if (n < 0) {
-			seterr(err, errlen, "reading the response from %s failed%s", u.host,
+			err_set(err, errlen, "reading the response from %s failed%s", u.host,
 			       mono_ms() >= deadline ? ": timed out" : "");
 			rc = mono_ms() >= deadline ? -ETIMEDOUT : -EIO;
 			goto out;
@@ -675,21 +663,21 @@ static int http_request(struct cred *c, const char *method, const char *url_s, c
 		if (!n || response_complete(buf, len))
 			break;
 		if (len == CRED_MAX_RESPONSE) {
-			seterr(err, errlen, "response from %s larger than %d bytes", u.host,
+			err_set(err, errlen, "response from %s larger than %d bytes", u.host,
 			       CRED_MAX_RESPONSE);
 			goto out;
 		}
 	}
 	hend = strstr(buf, "\r\n\r\n");
 	if (!hend || sscanf(buf, "HTTP/1.%*1[01] %d", status) != 1) {
-		seterr(err, errlen, "malformed HTTP response from %s", u.host);
+		err_set(err, errlen, "malformed HTTP response from %s", u.host);
 		goto out;
 	}
 	if (header_value(buf, "Transfer-Encoding", v, sizeof(v)) && strcasestr(v, "chunked")) {
 		long dl = dechunk(hend + 4, len - (size_t)(hend + 4 - buf));
 
 		if (dl < 0) {
-			seterr(err, errlen, "malformed chunked response from %s", u.host);
+			err_set(err, errlen, "malformed chunked response from %s", u.host);
 			goto out;
 		}
 		hend[4 + dl] = '\0';
@@ -697,7 +685,7 @@ static int http_request(struct cred *c, const char *method, const char *url_s, c
 		size_t cl = strtoul(v, NULL, 10);
 
 		if (cl > len - (size_t)(hend + 4 - buf)) {
-			seterr(err, errlen, "truncated response from %s", u.host);
+			err_set(err, errlen, "truncated response from %s", u.host);
 			goto out;
 		}
 		hend[4 + cl] = '\0';
@@ -729,11 +717,11 @@ static int parse_token(const char *body, char *tok, size_t toklen, long *expires
 	int rc = -EIO;
 
 	if (!t || !*t || strlen(t) >= toklen || strpbrk(t, " \r\n\t")) {
-		seterr(err, errlen, "the token endpoint's answer has no usable access_token");
+		err_set(err, errlen, "the token endpoint's answer has no usable access_token");
 		goto out;
 	}
 	if (!json_is_integer(e) || json_integer_value(e) <= 0) {
-		seterr(err, errlen, "the token endpoint's answer has no positive expires_in");
+		err_set(err, errlen, "the token endpoint's answer has no positive expires_in");
 		goto out;
 	}
 	strcpy(tok, t);
@@ -761,7 +749,7 @@ static void endpoint_error(int status, const char *body, const char *what, char 
 	}
 	printable(code, 64, a, sizeof(a));
 	printable(desc, 180, b, sizeof(b));
-	seterr(err, errlen, "%s answered HTTP %d%s%s%s%s", what, status, a[0] ? ": " : "", a,
+	err_set(err, errlen, "%s answered HTTP %d%s%s%s%s", what, status, a[0] ? ": " : "", a,
 	       b[0] ? ": " : "", b);
 	json_decref(j);
 }
@@ -784,7 +772,7 @@ int cred_http_get(const char *url, const char *address, const char *ca_file, int
 	if (!c.ctx || !SSL_CTX_set_min_proto_version(c.ctx, TLS1_2_VERSION) ||
 	    (ca_file ? SSL_CTX_load_verify_locations(c.ctx, ca_file, NULL) != 1
 		     : SSL_CTX_set_default_verify_paths(c.ctx) != 1)) {
-		seterr(err, errlen, "TLS context (CA %s): %s", ca_file ? ca_file : "system store",
+		err_set(err, errlen, "TLS context (CA %s): %s", ca_file ? ca_file : "system store",
 		       ossl_reason(why, sizeof(why)));
 		SSL_CTX_free(c.ctx);
 		return -EIO;
@@ -909,7 +897,7 @@ static int read_token_file(struct cred *c, int force, char *tok, size_t toklen, 
 			  (long long)time(NULL) * 1000 + mono_ms();
 	} else if (e == b || e - b >= toklen || strpbrk(buf + b, " \t\r\n")) {
 		free_secret(buf, len);
-		seterr(err, errlen, "%s: no token in the file (one line expected)",
+		err_set(err, errlen, "%s: no token in the file (one line expected)",
 		       c->conf.token_file);
 		return -EINVAL;
 	} else {
@@ -1028,7 +1016,7 @@ struct cred *cred_new(const struct cred_conf *conf, char *err, size_t errlen)
 	struct url u;
 
 	if (!c) {
-		seterr(err, errlen, "out of memory");
+		err_set(err, errlen, "out of memory");
 		return NULL;
 	}
 	pthread_mutex_init(&c->mu, NULL);
@@ -1048,14 +1036,14 @@ struct cred *cred_new(const struct cred_conf *conf, char *err, size_t errlen)
 	ERR_clear_error();
 	c->ctx = SSL_CTX_new(TLS_client_method());
 	if (!c->ctx || !SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION)) {
-		seterr(err, errlen, "TLS context: %s", ossl_reason(why, sizeof(why)));
+		err_set(err, errlen, "TLS context: %s", ossl_reason(why, sizeof(why)));
 		goto fail;
 	}
 	SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
 	SSL_CTX_set_options(c->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	if (c->conf.ca_file ? SSL_CTX_load_verify_locations(c->ctx, c->conf.ca_file, NULL) != 1
 			    : SSL_CTX_set_default_verify_paths(c->ctx) != 1) {
-		seterr(err, errlen, "credential %s: cannot load CA %s: %s", cname(c),
+		err_set(err, errlen, "credential %s: cannot load CA %s: %s", cname(c),
 		       c->conf.ca_file ? c->conf.ca_file : "(system store)",
 		       ossl_reason(why, sizeof(why)));
 		goto fail;
@@ -1063,27 +1051,27 @@ struct cred *cred_new(const struct cred_conf *conf, char *err, size_t errlen)
 	switch (c->conf.source) {
 	case CRED_SERVICE_ACCOUNT:
 		if (!c->conf.key_file) {
-			seterr(err, errlen, "credential %s: key_file is required", cname(c));
+			err_set(err, errlen, "credential %s: key_file is required", cname(c));
 			goto fail;
 		}
 		if (sa_load(c->conf.key_file, &c->sa, err, errlen))
 			goto fail;
 		if (url_parse(c->sa.token_uri, &u) || !u.tls) {
-			seterr(err, errlen, "%s: token_uri is not an https:// URL", c->conf.key_file);
+			err_set(err, errlen, "%s: token_uri is not an https:// URL", c->conf.key_file);
 			goto fail;
 		}
 		break;
 	case CRED_METADATA:
 		if (url_parse(c->conf.metadata_url ? c->conf.metadata_url
 						   : CRED_DEFAULT_METADATA_URL, &u)) {
-			seterr(err, errlen, "credential %s: metadata_url is not http://HOST[:PORT]",
+			err_set(err, errlen, "credential %s: metadata_url is not http://HOST[:PORT]",
 			       cname(c));
 			goto fail;
 		}
 		break;
 	case CRED_TOKEN_FILE:
 		if (!c->conf.token_file) {
-			seterr(err, errlen, "credential %s: token_file is required", cname(c));
+			err_set(err, errlen, "credential %s: token_file is required", cname(c));
 			goto fail;
 		}
 		if (read_token_file(c, 1, tok, sizeof(tok), &exp_ms, err, errlen) < 0) {
@@ -1094,7 +1082,7 @@ struct cred *cred_new(const struct cred_conf *conf, char *err, size_t errlen)
 		memset(&c->file_mtime, 0, sizeof(c->file_mtime)); /* read again by the thread */
 		break;
 	default:
-		seterr(err, errlen, "credential %s: unknown source", cname(c));
+		err_set(err, errlen, "credential %s: unknown source", cname(c));
 		goto fail;
 	}
 	return c;
@@ -1111,7 +1099,7 @@ int cred_start(struct cred *c, char *err, size_t errlen)
 		return 0;
 	rc = pthread_create(&c->thread, NULL, refresher, c);
 	if (rc) {
-		seterr(err, errlen, "credential %s: cannot start its thread: %s", cname(c),
+		err_set(err, errlen, "credential %s: cannot start its thread: %s", cname(c),
 		       strerror(rc));
 		return -rc;
 	}
@@ -1179,18 +1167,18 @@ int cred_current(struct cred *c, char *out, size_t outlen, char *err, size_t err
 		n = strlen(c->token);
 		if (n >= outlen) {
 			rc = -ENOSPC;
-			seterr(err, errlen, "credential %s: token longer than the buffer", cname(c));
+			err_set(err, errlen, "credential %s: token longer than the buffer", cname(c));
 		} else {
 			memcpy(out, c->token, n + 1);
 			rc = 0;
 		}
 	} else if (!c->attempted || (!c->st.last_error[0] && !c->expiry_ms)) {
 		rc = -EAGAIN;
-		seterr(err, errlen, "sluice: credential %s: no Google token yet (the first fetch "
+		err_set(err, errlen, "sluice: credential %s: no Google token yet (the first fetch "
 				    "is under way)", cname(c));
 	} else {
 		rc = -EIO;
-		seterr(err, errlen, "sluice: credential %s: no valid Google token%s%s", cname(c),
+		err_set(err, errlen, "sluice: credential %s: no valid Google token%s%s", cname(c),
 		       c->st.last_error[0] ? ": " : (c->expiry_ms ? ": the token expired" : ""),
 		       c->st.last_error);
 	}

@@ -70,18 +70,6 @@ struct identity {
 	void *fetch_arg;
 };
 
-__attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errlen,
-							  const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* Copy <in>/<len> to <out> for a message: printable ASCII only, at most 64 characters. */
 static const char *printable(const char *in, size_t len, char *out, size_t outlen)
 {
@@ -348,17 +336,17 @@ static int jwks_parse(const char *json, size_t len, const char *what, struct key
 
 	ks->n = 0;
 	if (len > MAX_JWKS) {
-		seterr(err, errlen, "%s: JWKS larger than %d bytes", what, MAX_JWKS);
+		err_set(err, errlen, "%s: JWKS larger than %d bytes", what, MAX_JWKS);
 		return -1;
 	}
 	doc = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
 	if (!doc) {
-		seterr(err, errlen, "%s:%d: JWKS is not valid JSON: %s", what, je.line, je.text);
+		err_set(err, errlen, "%s:%d: JWKS is not valid JSON: %s", what, je.line, je.text);
 		return -1;
 	}
 	keys = json_object_get(doc, "keys");
 	if (!json_is_array(keys)) {
-		seterr(err, errlen, "%s: JWKS has no \"keys\" array", what);
+		err_set(err, errlen, "%s: JWKS has no \"keys\" array", what);
 		json_decref(doc);
 		return -1;
 	}
@@ -377,7 +365,7 @@ static int jwks_parse(const char *json, size_t len, const char *what, struct key
 	}
 	json_decref(doc);
 	if (!ks->n)
-		seterr(err, errlen, "%s: JWKS has no usable RSA (2048+ bits) or EC P-256 signing key",
+		err_set(err, errlen, "%s: JWKS has no usable RSA (2048+ bits) or EC P-256 signing key",
 		       what);
 	return ks->n;
 }
@@ -392,11 +380,11 @@ static char *read_file(const char *path, struct stat *st, size_t *len, char *err
 	size_t got = 0;
 
 	if (fd < 0) {
-		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		return NULL;
 	}
 	if (fstat(fd, st) || !S_ISREG(st->st_mode) || st->st_size > MAX_JWKS) {
-		seterr(err, errlen, "%s: not a regular file of at most %d bytes", path, MAX_JWKS);
+		err_set(err, errlen, "%s: not a regular file of at most %d bytes", path, MAX_JWKS);
 		goto fail;
 	}
 	buf = malloc((size_t)st->st_size + 1);
@@ -468,7 +456,7 @@ int identity_jwks_set(struct identity *id, const char *issuer, const char *json,
 	struct keyset *ks;
 
 	if (i < 0) {
-		seterr(err, errlen, "no configured issuer \"%s\"", issuer ? issuer : "");
+		err_set(err, errlen, "no configured issuer \"%s\"", issuer ? issuer : "");
 		return -ENOENT;
 	}
 	ks = malloc(sizeof(*ks));
@@ -539,7 +527,7 @@ static int jwks_refresh(struct identity *id, int i, time_t now, char *err, size_
 	    now >= st->last_refresh) {
 		rc = (int)(id->conf.refresh_interval_s - (now - st->last_refresh));
 		pthread_mutex_unlock(&st->mu);
-		seterr(err, errlen, "key refresh rate-limited (next in %d s)", rc);
+		err_set(err, errlen, "key refresh rate-limited (next in %d s)", rc);
 		return -EAGAIN;
 	}
 	st->last_refresh = now;
@@ -595,17 +583,17 @@ static int take_groups(json_t *v, const char *name, struct identity_claims *out,
 		return 0;
 	}
 	if (!json_is_array(v)) {
-		seterr(err, errlen, "claim \"%s\" must be a string or an array of strings", name);
+		err_set(err, errlen, "claim \"%s\" must be a string or an array of strings", name);
 		return -1;
 	}
 	if (json_array_size(v) > IDENTITY_MAX_GROUPS) {
-		seterr(err, errlen, "claim \"%s\" has more than %d groups", name,
+		err_set(err, errlen, "claim \"%s\" has more than %d groups", name,
 		       IDENTITY_MAX_GROUPS);
 		return -1;
 	}
 	json_array_foreach(v, i, g) {
 		if (!json_is_string(g)) {
-			seterr(err, errlen, "claim \"%s\" must be an array of strings", name);
+			err_set(err, errlen, "claim \"%s\" must be an array of strings", name);
 			return -1;
 		}
 		out->groups[out->n_groups++] = json_string_value(g);
@@ -656,38 +644,38 @@ static int check_claims(const struct identity_issuer *is, json_t *p, time_t now,
 
 	if (num_claim(p, "exp", &exp, &has_exp) || num_claim(p, "nbf", &nbf, &has_nbf) ||
 	    num_claim(p, "iat", &iat, &has_iat)) {
-		seterr(err, errlen, "exp, nbf and iat must be numbers (seconds since the epoch)");
+		err_set(err, errlen, "exp, nbf and iat must be numbers (seconds since the epoch)");
 		return -EINVAL;
 	}
 	if (!has_exp) {
-		seterr(err, errlen, "token has no exp claim: only expiring tokens are accepted");
+		err_set(err, errlen, "token has no exp claim: only expiring tokens are accepted");
 		return -EPERM;
 	}
 	if ((long long)now > exp + is->leeway_s) {
-		seterr(err, errlen, "token expired %lld s ago (exp %lld, leeway %d s)",
+		err_set(err, errlen, "token expired %lld s ago (exp %lld, leeway %d s)",
 		       (long long)now - exp, exp, is->leeway_s);
 		return -EPERM;
 	}
 	if (has_nbf && (long long)now + is->leeway_s < nbf) {
-		seterr(err, errlen, "token not yet valid: nbf is %lld s in the future",
+		err_set(err, errlen, "token not yet valid: nbf is %lld s in the future",
 		       nbf - (long long)now);
 		return -EPERM;
 	}
 	if (has_iat && (long long)now + is->leeway_s < iat) {
-		seterr(err, errlen, "token issued in the future: iat is %lld s ahead",
+		err_set(err, errlen, "token issued in the future: iat is %lld s ahead",
 		       iat - (long long)now);
 		return -EPERM;
 	}
 	if (!aud || (!json_is_string(aud) && !json_is_array(aud))) {
-		seterr(err, errlen, "token has no aud claim (want \"%s\")", is->audience);
+		err_set(err, errlen, "token has no aud claim (want \"%s\")", is->audience);
 		return -EPERM;
 	}
 	if (!aud_matches(aud, is->audience)) {
-		seterr(err, errlen, "wrong audience: the token is not for \"%s\"", is->audience);
+		err_set(err, errlen, "wrong audience: the token is not for \"%s\"", is->audience);
 		return -EPERM;
 	}
 	if (!sub || !*sub) {
-		seterr(err, errlen, "token has no sub claim");
+		err_set(err, errlen, "token has no sub claim");
 		return -EPERM;
 	}
 	return 0;
@@ -717,7 +705,7 @@ int identity_verify_jwt(const struct identity *cid, const char *token, size_t le
 
 	memset(out, 0, sizeof(*out));
 	if (len > IDENTITY_MAX_TOKEN) {
-		seterr(err, errlen, "token too large (%zu bytes, at most %d)", len,
+		err_set(err, errlen, "token too large (%zu bytes, at most %d)", len,
 		       IDENTITY_MAX_TOKEN);
 		return -E2BIG;
 	}
@@ -725,12 +713,12 @@ int identity_verify_jwt(const struct identity *cid, const char *token, size_t le
 		if (token[i] == '.')
 			dots++;
 		else if (b64val(token[i]) < 0) {
-			seterr(err, errlen, "malformed token: not base64url at byte %zu", i);
+			err_set(err, errlen, "malformed token: not base64url at byte %zu", i);
 			return -EINVAL;
 		}
 	}
 	if (dots != 2) {
-		seterr(err, errlen, "malformed token: a signed JWT has 3 parts, this one %d%s",
+		err_set(err, errlen, "malformed token: a signed JWT has 3 parts, this one %d%s",
 		       dots + 1, dots == 4 ? " (encrypted JWE tokens are not accepted)" : "");
 		return -EINVAL;
 	}
@@ -738,23 +726,23 @@ int identity_verify_jwt(const struct identity *cid, const char *token, size_t le
 	d2 = memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token));
 	hdr = b64_json(token, (size_t)(d1 - token), MAX_HEADER);
 	if (!hdr) {
-		seterr(err, errlen, "malformed token: the header is not base64url JSON object");
+		err_set(err, errlen, "malformed token: the header is not base64url JSON object");
 		rc = -EINVAL;
 		goto out;
 	}
 	algname = json_string_value(json_object_get(hdr, "alg"));
 	if (!algname) {
-		seterr(err, errlen, "malformed token: no alg in the header");
+		err_set(err, errlen, "malformed token: no alg in the header");
 		rc = -EINVAL;
 		goto out;
 	}
 	if (!strcasecmp(algname, "none")) {
-		seterr(err, errlen, "alg \"none\" refused: unsigned tokens are never accepted");
+		err_set(err, errlen, "alg \"none\" refused: unsigned tokens are never accepted");
 		rc = -EPERM;
 		goto out;
 	}
 	if (!strncasecmp(algname, "HS", 2)) {
-		seterr(err, errlen, "alg \"%s\" refused: HMAC algorithms are never accepted for "
+		err_set(err, errlen, "alg \"%s\" refused: HMAC algorithms are never accepted for "
 				    "subject tokens (RFC 8725)", printable(algname, strlen(algname),
 									   pbuf, sizeof(pbuf)));
 		rc = -EPERM;
@@ -762,19 +750,19 @@ int identity_verify_jwt(const struct identity *cid, const char *token, size_t le
 	}
 	alg = (unsigned)alg_of(algname);
 	if (!alg) {
-		seterr(err, errlen, "alg \"%s\" refused: only RS256 and ES256 are accepted",
+		err_set(err, errlen, "alg \"%s\" refused: only RS256 and ES256 are accepted",
 		       printable(algname, strlen(algname), pbuf, sizeof(pbuf)));
 		rc = -EPERM;
 		goto out;
 	}
 	if (json_object_get(hdr, "crit")) {
-		seterr(err, errlen, "header \"crit\" refused: no JWS extension is supported");
+		err_set(err, errlen, "header \"crit\" refused: no JWS extension is supported");
 		rc = -EPERM;
 		goto out;
 	}
 	kidv = json_object_get(hdr, "kid");
 	if (kidv && !json_is_string(kidv)) {
-		seterr(err, errlen, "malformed token: kid must be a string");
+		err_set(err, errlen, "malformed token: kid must be a string");
 		rc = -EINVAL;
 		goto out;
 	}
@@ -782,7 +770,7 @@ int identity_verify_jwt(const struct identity *cid, const char *token, size_t le
 	/* jwk, jku, x5u, x5c, x5t: ignored on purpose (keys come from the configured JWKS). */
 	pl = b64_json(d1 + 1, (size_t)(d2 - d1 - 1), IDENTITY_MAX_TOKEN);
 	if (!pl) {
-		seterr(err, errlen, "malformed token: the payload is not a base64url JSON object "
+		err_set(err, errlen, "malformed token: the payload is not a base64url JSON object "
 				    "(duplicate keys are refused)");
 		rc = -EINVAL;
 		goto out;
@@ -790,14 +778,14 @@ int identity_verify_jwt(const struct identity *cid, const char *token, size_t le
 	iss = json_string_value(json_object_get(pl, "iss"));
 	ii = issuer_index(id, iss);
 	if (ii < 0) {
-		seterr(err, errlen, "issuer \"%s\" is not trusted (see identity.issuers)",
+		err_set(err, errlen, "issuer \"%s\" is not trusted (see identity.issuers)",
 		       iss ? printable(iss, strlen(iss), pbuf, sizeof(pbuf)) : "(none)");
 		rc = -EPERM;
 		goto out;
 	}
 	is = &id->conf.issuers[ii];
 	if (!(is->algs & alg)) {
-		seterr(err, errlen, "alg %s is not allowed for issuer %s", algname, is->issuer);
+		err_set(err, errlen, "alg %s is not allowed for issuer %s", algname, is->issuer);
 		rc = -EPERM;
 		goto out;
 	}
@@ -824,7 +812,7 @@ int identity_verify_jwt(const struct identity *cid, const char *token, size_t le
 		pos = 0;
 		found = key_lookup(id, ii, alg, kid, &pos, pem, &pem_len);
 		if (!found) {
-			seterr(err, errlen, "no %s key%s%s%s for issuer %s%s%s",
+			err_set(err, errlen, "no %s key%s%s%s for issuer %s%s%s",
 			       alg == IDENTITY_ALG_RS256 ? "RSA" : "EC P-256",
 			       kid ? " with kid \"" : "",
 			       kid ? printable(kid, strlen(kid), pbuf, sizeof(pbuf)) : "",
@@ -834,7 +822,7 @@ int identity_verify_jwt(const struct identity *cid, const char *token, size_t le
 		}
 	}
 	rc = -EPERM;
-	seterr(err, errlen, "signature does not verify with the issuer's key%s%s%s",
+	err_set(err, errlen, "signature does not verify with the issuer's key%s%s%s",
 	       kid ? " \"" : "", kid ? printable(kid, strlen(kid), pbuf, sizeof(pbuf)) : "",
 	       kid ? "\"" : "");
 	while (found && tried < IDENTITY_MAX_KEYS) {
@@ -960,19 +948,19 @@ int identity_check_token(const struct identity *id, const char *token, size_t le
 
 	memset(out, 0, sizeof(*out));
 	if (len <= pre || len > IDENTITY_MAX_SLUICE_TOKEN || memcmp(token, TOKEN_PREFIX, pre)) {
-		seterr(err, errlen, "not a sluice token (get one from the STS token exchange)");
+		err_set(err, errlen, "not a sluice token (get one from the STS token exchange)");
 		return -EINVAL;
 	}
 	dot = memrchr(token + pre, '.', len - pre);
 	if (!dot || identity_b64url_decode(dot + 1, len - (size_t)(dot + 1 - token), got,
 					   sizeof(got)) != 32) {
-		seterr(err, errlen, "malformed sluice token");
+		err_set(err, errlen, "malformed sluice token");
 		return -EINVAL;
 	}
 	if (!HMAC(EVP_sha256(), id->hmac_key, HMAC_KEY_LEN, (const unsigned char *)token,
 		  (size_t)(dot - token), mac, &maclen) ||
 	    CRYPTO_memcmp(mac, got, 32)) {
-		seterr(err, errlen, "sluice token refused: bad signature (forged, altered, or "
+		err_set(err, errlen, "sluice token refused: bad signature (forged, altered, or "
 				    "issued before sluiced restarted with a new key)");
 		return -EPERM;
 	}
@@ -984,11 +972,11 @@ int identity_check_token(const struct identity *id, const char *token, size_t le
 	if (!p || !json_is_integer(exp) || !cg || !sub || !iss ||
 	    json_integer_value(json_object_get(p, "v")) != 1) {
 		json_decref(p);
-		seterr(err, errlen, "malformed sluice token payload");
+		err_set(err, errlen, "malformed sluice token payload");
 		return -EINVAL;
 	}
 	if ((long long)now >= json_integer_value(exp)) {
-		seterr(err, errlen, "sluice token expired %lld s ago: exchange a fresh subject "
+		err_set(err, errlen, "sluice token expired %lld s ago: exchange a fresh subject "
 				    "token", (long long)now - json_integer_value(exp));
 		json_decref(p);
 		return -ETIMEDOUT;
@@ -996,7 +984,7 @@ int identity_check_token(const struct identity *id, const char *token, size_t le
 	errno = 0;
 	bound = strtoull(cg, &end, 10);
 	if (errno || *end || bound != cgroup_id) {
-		seterr(err, errlen, "sluice token refused: it was issued to another container "
+		err_set(err, errlen, "sluice token refused: it was issued to another container "
 				    "(cgroup %s) and is presented from cgroup %llu; tokens cannot "
 				    "be shared between containers", cg,
 		       (unsigned long long)cgroup_id);
@@ -1064,12 +1052,12 @@ int identity_check_bearer(const struct identity *id, const char *authz, uint64_t
 
 	memset(out, 0, sizeof(*out));
 	if (bearer(authz, &tok, &len)) {
-		seterr(err, errlen, "no bearer token: get one from the STS token exchange with "
+		err_set(err, errlen, "no bearer token: get one from the STS token exchange with "
 				    "the agent's OIDC token");
 		return -EACCES;
 	}
 	if (identity_is_google_token(tok, len)) {
-		seterr(err, errlen, "a Google credential was presented: the agent should not hold "
+		err_set(err, errlen, "a Google credential was presented: the agent should not hold "
 				    "Google credentials; exchange its OIDC token for a sluice "
 				    "token instead");
 		return -EPERM;
@@ -1078,7 +1066,7 @@ int identity_check_bearer(const struct identity *id, const char *authz, uint64_t
 		return identity_check_token(id, tok, len, cgroup_id, now, out, err, errlen);
 	if (id->conf.allow_oidc_bearer)
 		return identity_verify_jwt(id, tok, len, now, out, err, errlen);
-	seterr(err, errlen, "not a sluice token: exchange the agent's OIDC token at the STS "
+	err_set(err, errlen, "not a sluice token: exchange the agent's OIDC token at the STS "
 			    "endpoint first");
 	return -EINVAL;
 }
@@ -1580,31 +1568,31 @@ static int hmac_key_file(const char *path, unsigned char *key, char *err, size_t
 	if (fd < 0 && errno == ENOENT) {
 		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (fd < 0) {
-			seterr(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+			err_set(err, errlen, "%s: cannot create: %s", path, strerror(errno));
 			return -errno;
 		}
 		if (RAND_bytes(key, HMAC_KEY_LEN) != 1 ||
 		    write(fd, key, HMAC_KEY_LEN) != HMAC_KEY_LEN || fsync(fd)) {
 			close(fd);
 			unlink(path);
-			seterr(err, errlen, "%s: cannot write the token key", path);
+			err_set(err, errlen, "%s: cannot write the token key", path);
 			return -EIO;
 		}
 		close(fd);
 		return 0;
 	}
 	if (fd < 0) {
-		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		return -errno;
 	}
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
 		close(fd);
-		seterr(err, errlen, "%s: not a regular file", path);
+		err_set(err, errlen, "%s: not a regular file", path);
 		return -EINVAL;
 	}
 	if (st.st_mode & 077 || st.st_uid != geteuid()) {
 		close(fd);
-		seterr(err, errlen, "%s: the token key is accessible by group or others, or not "
+		err_set(err, errlen, "%s: the token key is accessible by group or others, or not "
 				    "owned by this user (mode %04o): chmod 600 it", path,
 		       (unsigned)(st.st_mode & 07777));
 		return -EPERM;
@@ -1612,7 +1600,7 @@ static int hmac_key_file(const char *path, unsigned char *key, char *err, size_t
 	n = read(fd, key, HMAC_KEY_LEN);
 	close(fd);
 	if (n != HMAC_KEY_LEN) {
-		seterr(err, errlen, "%s: the token key must be %d bytes", path, HMAC_KEY_LEN);
+		err_set(err, errlen, "%s: the token key must be %d bytes", path, HMAC_KEY_LEN);
 		return -EINVAL;
 	}
 	return 0;
@@ -1624,7 +1612,7 @@ struct identity *identity_new(const struct identity_conf *conf, char *err, size_
 	int i;
 
 	if (!id) {
-		seterr(err, errlen, "out of memory");
+		err_set(err, errlen, "out of memory");
 		return NULL;
 	}
 	pthread_mutex_init(&id->fetch_mu, NULL);
@@ -1650,7 +1638,7 @@ struct identity *identity_new(const struct identity_conf *conf, char *err, size_
 	}
 	for (i = 0; i < conf->n_issuers; i++) {
 		if (!id->conf.issuers[i].issuer || !id->conf.issuers[i].audience) {
-			seterr(err, errlen, "issuer %d: issuer and audience are required", i);
+			err_set(err, errlen, "issuer %d: issuer and audience are required", i);
 			goto fail;
 		}
 		if (id->conf.issuers[i].jwks_file && jwks_file_sync(id, i, 1, err, errlen))
@@ -1660,7 +1648,7 @@ struct identity *identity_new(const struct identity_conf *conf, char *err, size_
 		if (hmac_key_file(id->conf.hmac_key_file, id->hmac_key, err, errlen))
 			goto fail;
 	} else if (RAND_bytes(id->hmac_key, HMAC_KEY_LEN) != 1) {
-		seterr(err, errlen, "no random bytes for the token key");
+		err_set(err, errlen, "no random bytes for the token key");
 		goto fail;
 	}
 	return id;

@@ -15,20 +15,9 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include "log.h"
 #include "reckey.h"
 #include "record.h"
-
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,
-							   const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 void rec_pub_path(const char *key_path, char *out, size_t outlen)
 {
@@ -67,14 +56,14 @@ static int write_key(const char *path, EVP_PKEY *key, int priv, mode_t mode, cha
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fd < 0) {
 		e = -errno;
-		set_err(err, errlen, "cannot create %s: %s", path, strerror(errno));
+		err_set(err, errlen, "cannot create %s: %s", path, strerror(errno));
 		return e;
 	}
 	if (fchmod(fd, mode) || !(f = fdopen(fd, "w"))) {
 		e = -errno;
 		close(fd);
 		unlink(path);
-		set_err(err, errlen, "cannot write %s: %s", path, strerror(-e));
+		err_set(err, errlen, "cannot write %s: %s", path, strerror(-e));
 		return e;
 	}
 	ok = priv ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) :
@@ -86,7 +75,7 @@ static int write_key(const char *path, EVP_PKEY *key, int priv, mode_t mode, cha
 		e = -errno;
 	if (e) {
 		unlink(path);
-		set_err(err, errlen, "cannot write %s: %s", path, strerror(-e));
+		err_set(err, errlen, "cannot write %s: %s", path, strerror(-e));
 	}
 	return e;
 }
@@ -102,13 +91,13 @@ int rec_key_init(const char *key_path, const char *pub_path, char *err, size_t e
 	else
 		rec_pub_path(key_path, pub, sizeof(pub));
 	if (!access(key_path, F_OK) || !access(pub, F_OK)) {
-		set_err(err, errlen, "%s or %s exists; it was not overwritten", key_path, pub);
+		err_set(err, errlen, "%s or %s exists; it was not overwritten", key_path, pub);
 		return -EEXIST;
 	}
 	key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
 	if (!key) {
 		ERR_clear_error();
-		set_err(err, errlen, "cannot generate an Ed25519 key");
+		err_set(err, errlen, "cannot generate an Ed25519 key");
 		return -EIO;
 	}
 	e = write_key(key_path, key, 1, 0600, err, errlen);
@@ -124,7 +113,7 @@ struct evp_pkey_st *rec_load_pubkey(const char *path, char *err, size_t errlen)
 	FILE *f = fopen(path, "re");
 
 	if (!f) {
-		set_err(err, errlen, "cannot open the public key %s: %s", path, strerror(errno));
+		err_set(err, errlen, "cannot open the public key %s: %s", path, strerror(errno));
 		return NULL;
 	}
 	k = PEM_read_PUBKEY(f, NULL, NULL, NULL);
@@ -136,7 +125,7 @@ struct evp_pkey_st *rec_load_pubkey(const char *path, char *err, size_t errlen)
 	ERR_clear_error();
 	if (!k || EVP_PKEY_get_base_id(k) != EVP_PKEY_ED25519) {
 		EVP_PKEY_free(k);
-		set_err(err, errlen, "%s holds no Ed25519 key", path);
+		err_set(err, errlen, "%s holds no Ed25519 key", path);
 		return NULL;
 	}
 	return k;
@@ -150,13 +139,13 @@ struct evp_pkey_st *rec_load_private(const char *path, char *err, size_t errlen)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0 || fstat(fd, &st)) {
-		set_err(err, errlen, "cannot open the recording key %s: %s", path, strerror(errno));
+		err_set(err, errlen, "cannot open the recording key %s: %s", path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return NULL;
 	}
 	if (!S_ISREG(st.st_mode) || (st.st_mode & 077)) {
-		set_err(err, errlen, "recording key %s is %s (mode %04o); it must stay private: "
+		err_set(err, errlen, "recording key %s is %s (mode %04o); it must stay private: "
 				     "chmod 600 %s, and consider the key exposed if others could "
 				     "read it", path, S_ISREG(st.st_mode) ? "accessible by group "
 				     "or others" : "not a regular file",
@@ -174,7 +163,7 @@ struct evp_pkey_st *rec_load_private(const char *path, char *err, size_t errlen)
 	ERR_clear_error();
 	if (!k || EVP_PKEY_get_base_id(k) != EVP_PKEY_ED25519) {
 		EVP_PKEY_free(k);
-		set_err(err, errlen, "%s holds no Ed25519 private key", path);
+		err_set(err, errlen, "%s holds no Ed25519 private key", path);
 		return NULL;
 	}
 	return k;

@@ -188,18 +188,6 @@ struct wal_line {
 
 static struct rec *default_store;
 
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,
-							   const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* --- format helpers ------------------------------------------------------------------- */
 
 void rec_hex(const unsigned char *p, size_t n, char *out)
@@ -337,18 +325,18 @@ enum rec_line_fault rec_line_check(char *line, size_t len, json_t **rec, unsigne
 	if (len < HASH_SUFFIX_LEN + 2 || line[0] != '{' ||
 	    memcmp(line + len - HASH_SUFFIX_LEN, pre, sizeof(pre) - 1) ||
 	    memcmp(line + len - 2, "\"}", 2)) {
-		set_err(why, whylen, "not a record line (no final \"hash\" member)");
+		err_set(why, whylen, "not a record line (no final \"hash\" member)");
 		return REC_LINE_MALFORMED;
 	}
 	memcpy(hex, line + len - 66, 64);
 	hex[64] = '\0';
 	if (unhex32(hex, want)) {
-		set_err(why, whylen, "\"hash\" is not 64 lowercase hex digits");
+		err_set(why, whylen, "\"hash\" is not 64 lowercase hex digits");
 		return REC_LINE_MALFORMED;
 	}
 	for (i = 0; i < len; i++)
 		if ((unsigned char)line[i] < 0x20 || (unsigned char)line[i] > 0x7f) {
-			set_err(why, whylen, "byte 0x%02x at column %zu: a control byte or not ASCII",
+			err_set(why, whylen, "byte 0x%02x at column %zu: a control byte or not ASCII",
 				(unsigned char)line[i], i + 1);
 			return REC_LINE_MALFORMED;
 		}
@@ -364,7 +352,7 @@ enum rec_line_fault rec_line_check(char *line, size_t len, json_t **rec, unsigne
 	memcpy(line + blen - 1, saved, HASH_SUFFIX_LEN);
 	free(canon);
 	if (!o) {
-		set_err(why, whylen, "not JSON: %s at column %d", je.text, je.column);
+		err_set(why, whylen, "not JSON: %s at column %d", je.text, je.column);
 		return REC_LINE_MALFORMED;
 	}
 	if (!json_is_object(o) || json_object_get(o, "hash") ||
@@ -375,18 +363,18 @@ enum rec_line_fault rec_line_check(char *line, size_t len, json_t **rec, unsigne
 	    !json_is_string(json_object_get(o, "time")) ||
 	    !json_is_string(json_object_get(o, "type")) || json_object_size(o) != 6) {
 		json_decref(o);
-		set_err(why, whylen, "not a record: needs exactly data, prev, seq, stream, time, "
+		err_set(why, whylen, "not a record: needs exactly data, prev, seq, stream, time, "
 				     "type and hash");
 		return REC_LINE_MALFORMED;
 	}
 	if (!same) {
 		json_decref(o);
-		set_err(why, whylen, "not in canonical form (edited by hand?)");
+		err_set(why, whylen, "not in canonical form (edited by hand?)");
 		return REC_LINE_NOT_CANONICAL;
 	}
 	if (memcmp(hash, want, 32)) {
 		json_decref(o);
-		set_err(why, whylen, "its hash does not match its content (the record was edited)");
+		err_set(why, whylen, "its hash does not match its content (the record was edited)");
 		return REC_LINE_HASH;
 	}
 	if (rec)
@@ -1506,13 +1494,13 @@ static int stream_recover(struct rec *r, const char *name, char *err, size_t err
 	n = scandir(sdir, &segs, seg_filter, alphasort);
 	if (n < 0) {
 		e = -errno;
-		set_err(err, errlen, "cannot list %s: %s", sdir, strerror(errno));
+		err_set(err, errlen, "cannot list %s: %s", sdir, strerror(errno));
 		return e;
 	}
 	for (i = n - 1; i >= 0 && !e; i--) {
 		snprintf(path, sizeof(path), "%s/%s", sdir, segs[i]->d_name);
 		if ((e = read_all(path, &buf, &len))) {
-			set_err(err, errlen, "cannot read %s: %s", path, strerror(-e));
+			err_set(err, errlen, "cannot read %s: %s", path, strerror(-e));
 			break;
 		}
 		scan_segment(buf, len, name, &sc);
@@ -1526,7 +1514,7 @@ static int stream_recover(struct rec *r, const char *name, char *err, size_t err
 				fd = open(path, O_WRONLY | O_CLOEXEC);
 				if (fd < 0 || ftruncate(fd, (off_t)sc.good_end) || fsync(fd)) {
 					e = -errno;
-					set_err(err, errlen, "cannot cut the torn tail of %s: %s",
+					err_set(err, errlen, "cannot cut the torn tail of %s: %s",
 						path, strerror(errno));
 				}
 				if (fd >= 0)
@@ -1549,7 +1537,7 @@ static int stream_recover(struct rec *r, const char *name, char *err, size_t err
 	free(segs);
 	good_seq = s->seq;
 	if (!e && n && (e = wal_replay(r, s, &replayed)))
-		set_err(err, errlen, "cannot append the durability log's records to %s: %s", sdir,
+		err_set(err, errlen, "cannot append the durability log's records to %s: %s", sdir,
 			strerror(-e));
 	if (replayed) {
 		log_warn("record", "%s: %llu records after seq %llu restored from the durability "
@@ -1592,7 +1580,7 @@ static int stream_recover(struct rec *r, const char *name, char *err, size_t err
 		s->fd = -1;
 	}
 	if (e)
-		set_err(err, errlen, "cannot write the recovery record of %s: %s", sdir,
+		err_set(err, errlen, "cannot write the recovery record of %s: %s", sdir,
 			strerror(-e));
 	return e;
 }
@@ -1629,11 +1617,11 @@ struct rec *rec_open(const struct rec_opts *o, char *err, size_t errlen)
 	int e;
 
 	if (!r) {
-		set_err(err, errlen, "out of memory");
+		err_set(err, errlen, "out of memory");
 		return NULL;
 	}
 	if (!o || !o->dir || !*o->dir || strlen(o->dir) + REC_STREAM_MAX + 32 >= PATH_MAX) {
-		set_err(err, errlen, "record: no (or too long a) store directory");
+		err_set(err, errlen, "record: no (or too long a) store directory");
 		free(r);
 		return NULL;
 	}
@@ -1656,7 +1644,7 @@ struct rec *rec_open(const struct rec_opts *o, char *err, size_t errlen)
 	pthread_mutex_init(&r->dirty_mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
 	if (mkdir(r->dir, 0700) && errno != EEXIST) {
-		set_err(err, errlen, "cannot create the recording directory %s: %s", r->dir,
+		err_set(err, errlen, "cannot create the recording directory %s: %s", r->dir,
 			strerror(errno));
 		goto fail;
 	}
@@ -1671,12 +1659,12 @@ struct rec *rec_open(const struct rec_opts *o, char *err, size_t errlen)
 		goto fail;
 	if ((e = recwal_read(wal, &wal_lines, &wal_len)) ||
 	    (e = wal_index(r, wal_lines, wal_len))) {
-		set_err(err, errlen, "cannot read the durability log %s: %s", path, strerror(-e));
+		err_set(err, errlen, "cannot read the durability log %s: %s", path, strerror(-e));
 		goto fail;
 	}
 	dir = opendir(r->dir);
 	if (!dir) {
-		set_err(err, errlen, "cannot open %s: %s", r->dir, strerror(errno));
+		err_set(err, errlen, "cannot open %s: %s", r->dir, strerror(errno));
 		goto fail;
 	}
 	while ((d = readdir(dir))) {
@@ -1692,12 +1680,12 @@ struct rec *rec_open(const struct rec_opts *o, char *err, size_t errlen)
 	dir = NULL;
 	/* recovered streams are fsynced: the log starts a new lap */
 	if ((e = recwal_reset(wal))) {
-		set_err(err, errlen, "cannot reset the durability log %s: %s", path, strerror(-e));
+		err_set(err, errlen, "cannot reset the durability log %s: %s", path, strerror(-e));
 		goto fail;
 	}
 	recwal_set_sync(wal, sync_dirty, r);
 	if (o->syncer_ms >= 0 && (e = recwal_start(wal, o->syncer_ms ? o->syncer_ms : SYNCER_MS))) {
-		set_err(err, errlen, "cannot start the recordings' syncer: %s", strerror(-e));
+		err_set(err, errlen, "cannot start the recordings' syncer: %s", strerror(-e));
 		goto fail;
 	}
 	r->wal = wal;
@@ -1707,7 +1695,7 @@ struct rec *rec_open(const struct rec_opts *o, char *err, size_t errlen)
 	free(wal_lines);
 	wal_lines = NULL;
 	if ((errno = pthread_create(&r->thread, NULL, writer_main, r))) {
-		set_err(err, errlen, "cannot start the recording writer: %s", strerror(errno));
+		err_set(err, errlen, "cannot start the recording writer: %s", strerror(errno));
 		goto fail;
 	}
 	return r;

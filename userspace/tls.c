@@ -76,18 +76,6 @@ struct tls_conn {
 	char why[384];            /* why the connection failed */
 };
 
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,
-							   const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* <in> (may be NULL), cut to 80 bytes with anything not printable ASCII as '?', for
  * messages that quote a name that failed validation. */
 static const char *printable(const char *in, char *out, size_t outlen)
@@ -122,7 +110,7 @@ static void ossl_err(char *err, size_t errlen, const char *what)
 {
 	char r[200];
 
-	set_err(err, errlen, "%s: %s", what, ossl_reason(r, sizeof(r)));
+	err_set(err, errlen, "%s: %s", what, ossl_reason(r, sizeof(r)));
 }
 
 /* Never prompt for a pass phrase: sluice keys are not encrypted. */
@@ -188,13 +176,13 @@ static int write_pem(const char *path, mode_t mode, EVP_PKEY *key, X509 *cert, c
 
 	errno = 0;
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path) >= (int)sizeof(tmp)) {
-		set_err(err, errlen, "%s: path too long", path);
+		err_set(err, errlen, "%s: path too long", path);
 		return -ENAMETOOLONG;
 	}
 	fd = mkstemp(tmp);
 	if (fd < 0 || fchmod(fd, mode) || !(f = fdopen(fd, "w"))) {
 		rc = -errno;
-		set_err(err, errlen, "cannot create a file beside %s: %s", path, strerror(errno));
+		err_set(err, errlen, "cannot create a file beside %s: %s", path, strerror(errno));
 		if (fd >= 0) {
 			close(fd);
 			unlink(tmp);
@@ -208,14 +196,14 @@ static int write_pem(const char *path, mode_t mode, EVP_PKEY *key, X509 *cert, c
 	if (fclose(f) && !rc)
 		rc = -errno;
 	if (rc)
-		set_err(err, errlen, "cannot write %s: %s", tmp, strerror(-rc));
+		err_set(err, errlen, "cannot write %s: %s", tmp, strerror(-rc));
 	else if (link(tmp, path)) {
 		rc = -errno;
 		if (rc == -EEXIST)
-			set_err(err, errlen, "%s appeared while the CA was being created; it was "
+			err_set(err, errlen, "%s appeared while the CA was being created; it was "
 					     "not overwritten", path);
 		else
-			set_err(err, errlen, "cannot create %s: %s", path, strerror(errno));
+			err_set(err, errlen, "cannot create %s: %s", path, strerror(errno));
 	}
 	unlink(tmp);
 	return rc;
@@ -231,7 +219,7 @@ static int name_constraints(char *out, size_t outlen, const char *const *permitt
 	int i, dot;
 
 	if (n < 1 || n > TLS_CA_MAX_PERMIT || !permitted) {
-		set_err(err, errlen, "between 1 and %d permitted DNS suffixes are needed, e.g. "
+		err_set(err, errlen, "between 1 and %d permitted DNS suffixes are needed, e.g. "
 				     "googleapis.com", TLS_CA_MAX_PERMIT);
 		return -EINVAL;
 	}
@@ -241,7 +229,7 @@ static int name_constraints(char *out, size_t outlen, const char *const *permitt
 		if (!permitted[i] ||
 		    tlshello_hostname(permitted[i] + dot, strlen(permitted[i] + dot), name,
 				      sizeof(name))) {
-			set_err(err, errlen, "permitted suffix \"%s\" is not a DNS name; write "
+			err_set(err, errlen, "permitted suffix \"%s\" is not a DNS name; write "
 					     "e.g. googleapis.com", printable(permitted[i], name, 100));
 			return -EINVAL;
 		}
@@ -265,7 +253,7 @@ int tls_ca_init(const char *cert_path, const char *key_path, const char *const *
 	int rc, i;
 
 	if (!cert_path || !key_path || !*cert_path || !*key_path || !strcmp(cert_path, key_path)) {
-		set_err(err, errlen, "the CA certificate and key need two different paths");
+		err_set(err, errlen, "the CA certificate and key need two different paths");
 		return -EINVAL;
 	}
 	rc = name_constraints(nc, sizeof(nc), permitted_dns, n_permitted, err, errlen);
@@ -273,7 +261,7 @@ int tls_ca_init(const char *cert_path, const char *key_path, const char *const *
 		return rc;
 	for (i = 0; i < 2; i++) {
 		if (lstat(paths[i], &st) == 0) {
-			set_err(err, errlen, "%s already exists; a CA is never overwritten: move "
+			err_set(err, errlen, "%s already exists; a CA is never overwritten: move "
 					     "it away first to create a new one", paths[i]);
 			return -EEXIST;
 		}
@@ -312,22 +300,22 @@ struct tls_ca *tls_ca_load(const char *cert_path, const char *key_path, char *er
 	int fd = -1;
 
 	if (!ca) {
-		set_err(err, errlen, "out of memory");
+		err_set(err, errlen, "out of memory");
 		return NULL;
 	}
 	ERR_clear_error();
 	fd = open(key_path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st)) {
-		set_err(err, errlen, "cannot open the CA key %s: %s; create a CA with: sluicectl "
+		err_set(err, errlen, "cannot open the CA key %s: %s; create a CA with: sluicectl "
 				     "ca init", key_path, strerror(errno));
 		goto fail;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		set_err(err, errlen, "CA key %s is not a regular file", key_path);
+		err_set(err, errlen, "CA key %s is not a regular file", key_path);
 		goto fail;
 	}
 	if (st.st_mode & 077) {
-		set_err(err, errlen, "CA key %s is accessible by group or others (mode %04o); "
+		err_set(err, errlen, "CA key %s is accessible by group or others (mode %04o); "
 				     "it must stay private: chmod 600 %s, and consider the key "
 				     "exposed if others could read it", key_path,
 			(unsigned)(st.st_mode & 07777), key_path);
@@ -340,34 +328,34 @@ struct tls_ca *tls_ca_load(const char *cert_path, const char *key_path, char *er
 	ca->key = PEM_read_PrivateKey(f, NULL, no_password, NULL);
 	fclose(f);
 	if (!ca->key) {
-		set_err(err, errlen, "cannot read a private key from %s: %s", key_path,
+		err_set(err, errlen, "cannot read a private key from %s: %s", key_path,
 			ossl_reason(r, sizeof(r)));
 		goto fail;
 	}
 	f = fopen(cert_path, "re");
 	if (!f) {
-		set_err(err, errlen, "cannot open the CA certificate %s: %s", cert_path,
+		err_set(err, errlen, "cannot open the CA certificate %s: %s", cert_path,
 			strerror(errno));
 		goto fail;
 	}
 	ca->cert = PEM_read_X509(f, NULL, no_password, NULL);
 	fclose(f);
 	if (!ca->cert) {
-		set_err(err, errlen, "cannot read a certificate from %s: %s", cert_path,
+		err_set(err, errlen, "cannot read a certificate from %s: %s", cert_path,
 			ossl_reason(r, sizeof(r)));
 		goto fail;
 	}
 	if (X509_check_ca(ca->cert) < 1) {
-		set_err(err, errlen, "%s is not a CA certificate", cert_path);
+		err_set(err, errlen, "%s is not a CA certificate", cert_path);
 		goto fail;
 	}
 	if (X509_check_private_key(ca->cert, ca->key) != 1) {
-		set_err(err, errlen, "CA key %s does not belong to the certificate %s", key_path,
+		err_set(err, errlen, "CA key %s does not belong to the certificate %s", key_path,
 			cert_path);
 		goto fail;
 	}
 	if (X509_cmp_current_time(X509_get0_notAfter(ca->cert)) <= 0) {
-		set_err(err, errlen, "CA certificate %s has expired; create a new CA with "
+		err_set(err, errlen, "CA certificate %s has expired; create a new CA with "
 				     "sluicectl ca init and install it in the agents' trust store",
 			cert_path);
 		goto fail;
@@ -476,7 +464,7 @@ struct x509_st *tls_server_leaf(struct tls_server *s, const char *sni, char *err
 	X509 *x;
 
 	if (!sni || tlshello_hostname(sni, strlen(sni), name, sizeof(name))) {
-		set_err(err, errlen, "\"%s\" is not a DNS host name",
+		err_set(err, errlen, "\"%s\" is not a DNS host name",
 			printable(sni, name, sizeof(name)));
 		return NULL;
 	}
@@ -587,7 +575,7 @@ struct tls_server *tls_server_new(struct tls_ca *ca, char *err, size_t errlen)
 	struct tls_server *s = calloc(1, sizeof(*s));
 
 	if (!s) {
-		set_err(err, errlen, "out of memory");
+		err_set(err, errlen, "out of memory");
 		return NULL;
 	}
 	pthread_mutex_init(&s->lock, NULL);
@@ -641,11 +629,11 @@ struct tls_client *tls_client_new(const char *ca_file, char *err, size_t errlen)
 	FILE *f;
 
 	if (!c) {
-		set_err(err, errlen, "out of memory");
+		err_set(err, errlen, "out of memory");
 		return NULL;
 	}
 	if (ca_file && !(f = fopen(ca_file, "re"))) {
-		set_err(err, errlen, "cannot open the CA bundle %s: %s", ca_file, strerror(errno));
+		err_set(err, errlen, "cannot open the CA bundle %s: %s", ca_file, strerror(errno));
 		free(c);
 		return NULL;
 	}
