@@ -468,6 +468,7 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct io_uring_cqe *cqe;
 	unsigned head, n;
+	int posted;
 
 	w->now_ms = mono_ms();
 	rec_defer(); /* one wake-up of the recording writer per round of completions */
@@ -475,17 +476,15 @@ static void *worker_main(void *arg)
 	arm_timer(w);
 	take_listeners(w);
 	while (!(worker_stopping(w) && w->drain_deadline && proxy_count(w) == 0)) {
-		/* about to wait: from here a post wakes the worker, and what was posted before
-		 * is run now (see post()) */
+		/* about to wait: from here a post wakes the worker (see post()). What was
+		 * posted before is run after this round, which then submits and reaps without
+		 * waiting, so a stream of posts cannot keep the ring from being served. */
 		atomic_store(&w->asleep, 1);
 		atomic_thread_fence(memory_order_seq_cst);
-		if (atomic_load(&w->has_posted)) {
+		posted = atomic_load(&w->has_posted);
+		if (posted)
 			atomic_store(&w->asleep, 0);
-			run_posted(w);
-			rec_flush();
-			continue;
-		}
-		io_uring_submit_and_wait(&w->ring, 1);
+		io_uring_submit_and_wait(&w->ring, posted ? 0 : 1);
 		atomic_store(&w->asleep, 0);
 		w->now_ms = mono_ms();
 		n = 0;
