@@ -1438,7 +1438,10 @@ static int wal_index(struct rec *r, char *buf, size_t len)
 				r->replay_n++;
 			}
 		} else {
-			log_warn("record", "the durability log holds a damaged line; skipped");
+			log_warn("record", "the durability log holds a line that is not a valid record "
+				 "(%zu bytes at offset %zu of what it holds); skipped: if a stream "
+				 "needed it, its recovery record says what was replayed, and "
+				 "'sluicectl verify' names what is missing", end - off, off);
 		}
 		json_decref(o);
 		off = end + 1;
@@ -1460,7 +1463,8 @@ static int wal_replay(struct rec *r, struct rec_stream *s, uint64_t *n)
 			continue;
 		if (l->seq != s->seq + 1 || memcmp(l->prev, s->last, 32)) {
 			log_warn("record", "%s: the durability log's record seq %llu does not continue "
-				 "seq %llu; nothing more replayed", s->name,
+				 "seq %llu; nothing more replayed ('sluicectl verify' names what is "
+				 "missing)", s->name,
 				 (unsigned long long)l->seq, (unsigned long long)s->seq);
 			break;
 		}
