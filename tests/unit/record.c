@@ -271,6 +271,19 @@ static void expect(const char *what, const char *path, const char *kind, const c
 	json_decref(rep);
 }
 
+/* Does the store <dir> verify against its own record.pub? */
+static int store_intact(const char *dir)
+{
+	char path[700];
+	json_t *rep;
+	int e;
+
+	snprintf(path, sizeof(path), "%s/record.pub", dir);
+	e = rec_verify_path(dir, path, &rep);
+	json_decref(rep);
+	return e == 0;
+}
+
 static int count_lines(const char *dir)
 {
 	char cmd[700];
@@ -558,7 +571,7 @@ static void test_recovery(void)
  * goes on once there is room (space_left plays the full disk). */
 static void test_no_space(void)
 {
-	char dir[600], err[512], path[700];
+	char dir[600], err[512];
 	struct rec *r;
 	int i, failed = 0;
 
@@ -581,16 +594,9 @@ static void test_no_space(void)
 	wait_done(3);
 	is_int(n_ok, 3, "with room again, records are written");
 	rec_close(r);
-	snprintf(path, sizeof(path), "%s/record.pub", dir);
-	{
-		json_t *rep;
-
-		ok(rec_verify_path(dir, path, &rep) == 0, "nothing written before was damaged");
-		json_decref(rep);
-	}
+	ok(store_intact(dir), "nothing written before was damaged");
 }
 
-/* A failed fsync stops the store: the record and every later submit fail with -EIO. */
 /* A batch written with one write() that runs out of room: the segment is cut back, the
  * chain put back, every record of the batch fails, and later records chain on cleanly. */
 static void test_no_space_batch(void)
@@ -633,15 +639,10 @@ static void test_no_space_batch(void)
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	is_int(count_lines(path), 1 + 3 + 1, "the segment holds the 4 records and the shutdown "
 	       "checkpoint, nothing of the failed batch");
-	snprintf(path, sizeof(path), "%s/record.pub", dir);
-	{
-		json_t *rep;
-
-		ok(rec_verify_path(dir, path, &rep) == 0, "the chain verifies");
-		json_decref(rep);
-	}
+	ok(store_intact(dir), "the chain verifies");
 }
 
+/* A failed fsync stops the store: the record and every later submit fail with -EIO. */
 static void test_fsync_failure(void)
 {
 	char dir[600], err[512];
@@ -763,6 +764,14 @@ static void crash_and_replay(const char *name, size_t wal_bytes, int n, int lost
 		blen = fread(before, 1, 1 << 22, f);
 		fclose(f);
 	}
+	if (wal_bytes) {
+		struct stat ws;
+
+		snprintf(err, sizeof(err), "%s/wal", dir);
+		ok(!stat(err, &ws) && (size_t)ws.st_size == wal_bytes && blen > 3 * wal_bytes,
+		   "%s: the log is %zu bytes and took %zu bytes of records: it went round laps",
+		   name, wal_bytes, blen);
+	}
 	if (truncate(path, (off_t)(cut + (size_t)torn)))
 		ok(0, "truncate");
 	r = rec_open(&o, err, sizeof(err));
@@ -788,13 +797,7 @@ static void crash_and_replay(const char *name, size_t wal_bytes, int n, int lost
 		free(l.v[i]);
 	free(before);
 	free(after);
-	snprintf(path, sizeof(path), "%s/record.pub", dir);
-	{
-		json_t *rep;
-
-		ok(rec_verify_path(dir, path, &rep) == 0, "%s: the stream verifies", name);
-		json_decref(rep);
-	}
+	ok(store_intact(dir), "%s: the stream verifies", name);
 }
 
 /* The syncer fsyncs the segments written and moves the log's tail past them: soon after
@@ -802,7 +805,7 @@ static void crash_and_replay(const char *name, size_t wal_bytes, int n, int lost
  * store stops. Another process cannot open the store meanwhile. */
 static void test_syncer(void)
 {
-	struct rec_opts o = { .syncer_ms = 20 };
+	struct rec_opts o = { .syncer_ms = 20, .checkpoint_every = 10 };
 	char dir[600], err[512], path[700], *lines;
 	struct recwal *w;
 	struct rec *r;
@@ -825,6 +828,14 @@ static void test_syncer(void)
 		recwal_close(w);
 	}
 	is_int((int)n, 0, "the syncer synced the segment and moved the log's tail past it");
+	{
+		char name[REC_STREAM_MAX];
+
+		rec_stream_name(docker, 5, name, sizeof(name));
+		snprintf(path, sizeof(path), "%s/%s/head.json", dir, name);
+		ok(!access(path, F_OK), "head.json is written while the store runs, not only at "
+		   "its close");
+	}
 	if (!fork()) { /* a second writer of the same store, in another process */
 		struct rec *r2 = rec_open(&o, err, sizeof(err));
 
