@@ -112,13 +112,35 @@ gate_config "$(ct_cgroup bench)" || exit 1
 gate_start || exit 1
 gate_warm bench || exit 1
 
-# wrk URL -> "rps p50 p99" (latencies in ms)
+# CPU time (user + system, in clock ticks) that the processes PIDS have used: all their
+# threads, or with THREADS=PATTERN those whose name matches (sluiced-w*: the workers)
+cpu_ticks() {
+  local p f
+  for p in "$@"; do
+    for f in /proc/"$p"/task/*; do
+      case $(cat "$f/comm" 2>/dev/null) in ${THREADS:-*}) cat "$f/stat" 2>/dev/null ;; esac
+    done
+  done | awk '{ t += $14 + $15 } END { print t + 0 }'
+}
+TICK=$(getconf CLK_TCK)
+# wrk URL -> "rps p50 p99 cpu wcpu" (latencies in ms; cpu: µs of CPU the proxy processes
+# $PROXY_PIDS used per request while wrk ran, 0 with none; wcpu: the part of it in sluiced's
+# workers, the rest being its recorder's threads). On this machine wrk, nginx and
+# the proxy share the cores, so throughput tracks the CPU each request costs in all three;
+# the proxy's share is the figure it controls.
 run_wrk() {
-  "$@" 2>&1 | awk -v cmd="${*: -1}" '
+  local t0 w0 out
+  t0=$(cpu_ticks ${PROXY_PIDS:-}); w0=$(THREADS='sluiced-w*' cpu_ticks ${PROXY_PIDS:-})
+  out=$("$@" 2>&1)
+  echo "$out" | awk -v cmd="${*: -1}" -v ticks=$(( $(cpu_ticks ${PROXY_PIDS:-}) - t0 )) -v hz="$TICK" \
+    -v wticks=$(( $(THREADS='sluiced-w*' cpu_ticks ${PROXY_PIDS:-}) - w0 )) '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
     /Non-2xx/ { bad = $NF } /Socket errors/ { print "bench: " cmd ": " $0 > "/dev/stderr" }
     /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) } /^Requests\/sec/ { rps = $2 }
-    END { if (bad) printf "0(%s-non-2xx) 0 0\n", bad; else printf "%d %.2f %.2f\n", rps, p50, p99 }'
+    / requests in / { n = $1 }
+    END { cpu = n ? ticks * 1e6 / hz / n : 0; wcpu = n ? wticks * 1e6 / hz / n : 0
+          if (bad) printf "0(%s-non-2xx) 0 0 0 0\n", bad
+          else printf "%d %.2f %.2f %.0f %.0f\n", rps, p50, p99, cpu, wcpu }'
 }
 # profiled NAME CMD...: CMD's output; with BENCH_PROFILE=1 also a cpu-clock profile of
 # sluiced while CMD runs (build/perf-NAME.txt)
@@ -146,10 +168,10 @@ for size in small large; do
 done
 for size in $SIZES; do
   direct=$(run_wrk wrk "${wrk_args[@]}" "https://127.0.0.1:$NGX$path/$size")
-  hap=$(run_wrk wrk "${wrk_args[@]}" "https://127.0.0.1:$HAP$path/$size")
-  slu=$(profiled "$size" run_wrk ct_exec bench wrk "${wrk_args[@]}" "https://bigquery.googleapis.com$path/$size")
-  spl="0 0 0"
-  [ -z "$QUICK" ] && spl=$(run_wrk ct_exec bench wrk "${wrk_args[@]}" "https://storage.googleapis.com$path/$size")
+  hap=$(PROXY_PIDS=$(pgrep -f "haproxy -f $d/haproxy.cfg" | tr '\n' ' ') run_wrk wrk "${wrk_args[@]}" "https://127.0.0.1:$HAP$path/$size")
+  slu=$(PROXY_PIDS=$SLUICED_PID profiled "$size" run_wrk ct_exec bench wrk "${wrk_args[@]}" "https://bigquery.googleapis.com$path/$size")
+  spl="0 0 0 0 0"
+  [ -z "$QUICK" ] && spl=$(PROXY_PIDS=$SLUICED_PID run_wrk ct_exec bench wrk "${wrk_args[@]}" "https://storage.googleapis.com$path/$size")
   rows+=("$size|$direct|$hap|$slu|$spl")
 done
 
@@ -162,7 +184,7 @@ gate_start || exit 1
 gate_warm bench || exit 1
 declare -A mem
 for size in $SIZES; do
-  mem[$size]=$(profiled "mem-$size" run_wrk ct_exec bench wrk "${wrk_args[@]}" "https://bigquery.googleapis.com$path/$size")
+  mem[$size]=$(PROXY_PIDS=$SLUICED_PID profiled "mem-$size" run_wrk ct_exec bench wrk "${wrk_args[@]}" "https://bigquery.googleapis.com$path/$size")
 done
 
 # Memory per idle connection: IDLE TLS connections, established, no request in flight (an
@@ -200,6 +222,11 @@ per_conn=0 hap_conn=0 HAP_IDLE=0
   [ "$c" -gt "$hap_conn" ] && hap_conn=$c
 done
 
+# crypto_us ALG BYTES [TIMES]: µs that TIMES passes of ALG over BYTES take on one core
+crypto_us() {
+  openssl speed -seconds 1 -bytes "$2" -evp "$1" 2>/dev/null | awk -v b="$2" -v t="${3:-1}" '
+    END { r = $NF; sub(/k$/, "", r); if (r > 0) printf "%.1f", t * b / (r * 1000) * 1e6; else print "?" }'
+}
 {
   echo "| page | direct rps | direct p50/p99 ms | haproxy rps | haproxy p50/p99 ms | sluiced rps | sluiced p50/p99 ms | sluiced, recordings in memory: rps | p50/p99 ms | spliced rps | spliced p50/p99 ms |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
@@ -210,6 +237,19 @@ done
     set -- ${mem[$size]}; ma=$1; mp="$2/$3"
     [ "$size" = small ] && size="≈1.5 KB" || size="≈110 KB"
     echo "| $size | $da | $dp | $ha | $hp | $sa | $sp | $ma | $mp | $pa | $pp |"
+  done
+  echo
+  echo "CPU per request of the proxy process (µs, user + system, all its threads, while wrk ran), against what the page's bytes cost in cryptography alone on this machine (\`openssl speed\`, one core): the SHA-256 of the whole response that sluiced records and haproxy does not compute, and AES-256-GCM both ways (upstream in, agent out) that both do:"
+  echo
+  echo "| page | haproxy | sluiced (workers + recorder) | sluiced, recordings in memory | spliced | SHA-256 of the page | AES-GCM of the page, both legs |"
+  echo "|---|---|---|---|---|---|---|"
+  for r in "${rows[@]}"; do
+    IFS='|' read -r size a b c e <<< "$r"
+    bytes=$(stat -c %s "$d/$size.json")
+    set -- $b; hc=$4; set -- $c; sc="$4 ($5 + $(($4 - $5)))"; set -- $e; pc=$4
+    set -- ${mem[$size]}; mc="$4 ($5 + $(($4 - $5)))"
+    [ "$size" = small ] && label="≈1.5 KB" || label="≈110 KB"
+    echo "| $label | $hc | $sc | $mc | $pc | $(crypto_us sha256 "$bytes") | $(crypto_us aes-256-gcm "$bytes" 2) |"
   done
   echo
   echo "Memory per idle TLS connection (RSS growth / connections): sluiced $per_conn bytes ($IDLE connections), haproxy $hap_conn bytes ($HAP_IDLE connections)."

@@ -978,6 +978,7 @@ int approve_open(const struct approve_conf *conf, struct approve **out, char *er
 		rc = -rc;
 		goto fail_msg;
 	}
+	thread_name(a->thread, "sluiced-appr");
 	a->started = 1;
 	events_fire(a, &ev);
 	*out = a;

@@ -1103,6 +1103,7 @@ int cred_start(struct cred *c, char *err, size_t errlen)
 		       strerror(rc));
 		return -rc;
 	}
+	thread_name(c->thread, "sluiced-cred");
 	c->started = 1;
 	return 0;
 }

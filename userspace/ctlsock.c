@@ -741,6 +741,7 @@ int ctlsock_start(const struct ctlsock_conf *conf, struct approve *a, struct ctl
 		rc = -rc;
 		goto fail;
 	}
+	thread_name(s->thread, "sluiced-ctl");
 	s->started = 1;
 	free(dcopy);
 	log_info("ctlsock", "approvers answer on %s", s->path);

@@ -43,3 +43,14 @@ void err_set(char *err, size_t errlen, const char *fmt, ...)
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
 }
+
+void thread_name(pthread_t t, const char *fmt, ...)
+{
+	char name[16]; /* the kernel's TASK_COMM_LEN */
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(name, sizeof(name), fmt, ap);
+	va_end(ap);
+	pthread_setname_np(t, name);
+}

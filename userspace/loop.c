@@ -578,6 +578,7 @@ struct loop *loop_start(const struct loop_env *env, int nworkers, char *err, siz
 			snprintf(err, errlen, "pthread_create failed");
 			return NULL;
 		}
+		thread_name(l->w[i].thread, "sluiced-w%d", i);
 		l->n++;
 	}
 	return l;

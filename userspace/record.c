@@ -1702,6 +1702,7 @@ struct rec *rec_open(const struct rec_opts *o, char *err, size_t errlen)
 		err_set(err, errlen, "cannot start the recording writer: %s", strerror(errno));
 		goto fail;
 	}
+	thread_name(r->thread, "sluiced-rec");
 	return r;
 fail:
 	if (dir)

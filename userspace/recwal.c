@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "log.h"
 #include "recwal.h"
 
 #define HDR_BYTES 4096
@@ -398,6 +399,7 @@ int recwal_start(struct recwal *w, int period_ms)
 	w->period_ms = period_ms > 0 ? period_ms : 1000;
 	if ((errno = pthread_create(&w->syncer, NULL, syncer_main, w)))
 		return -errno;
+	thread_name(w->syncer, "sluiced-sync");
 	w->syncer_on = 1;
 	return 0;
 }
