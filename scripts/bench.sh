@@ -122,25 +122,30 @@ cpu_ticks() {
     done
   done | awk '{ t += $14 + $15 } END { print t + 0 }'
 }
+# CPU time the whole machine has used (user, nice, system, irq, softirq; clock ticks)
+machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 TICK=$(getconf CLK_TCK)
-# wrk URL -> "rps p50 p99 cpu wcpu" (latencies in ms; cpu: µs of CPU the proxy processes
-# $PROXY_PIDS used per request while wrk ran, 0 with none; wcpu: the part of it in sluiced's
-# workers, the rest being its recorder's threads). On this machine wrk, nginx and
+# wrk URL -> "rps p50 p99 cpu wcpu all" (latencies in ms; cpu: µs of CPU the proxy
+# processes $PROXY_PIDS used per request while wrk ran, 0 with none; wcpu: the part of it in
+# sluiced's workers, the rest being its recorder's threads; all: the whole machine's). On this machine wrk, nginx and
 # the proxy share the cores, so throughput tracks the CPU each request costs in all three;
 # the proxy's share is the figure it controls.
 run_wrk() {
-  local t0 w0 out
+  local t0 w0 m0 out
   t0=$(cpu_ticks ${PROXY_PIDS:-}); w0=$(THREADS='sluiced-w*' cpu_ticks ${PROXY_PIDS:-})
+  m0=$(machine_ticks)
   out=$("$@" 2>&1)
   echo "$out" | awk -v cmd="${*: -1}" -v ticks=$(( $(cpu_ticks ${PROXY_PIDS:-}) - t0 )) -v hz="$TICK" \
-    -v wticks=$(( $(THREADS='sluiced-w*' cpu_ticks ${PROXY_PIDS:-}) - w0 )) '
+    -v wticks=$(( $(THREADS='sluiced-w*' cpu_ticks ${PROXY_PIDS:-}) - w0 )) \
+    -v mticks=$(( $(machine_ticks) - m0 )) '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
     /Non-2xx/ { bad = $NF } /Socket errors/ { print "bench: " cmd ": " $0 > "/dev/stderr" }
     /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) } /^Requests\/sec/ { rps = $2 }
     / requests in / { n = $1 }
     END { cpu = n ? ticks * 1e6 / hz / n : 0; wcpu = n ? wticks * 1e6 / hz / n : 0
-          if (bad) printf "0(%s-non-2xx) 0 0 0 0\n", bad
-          else printf "%d %.2f %.2f %.0f %.0f\n", rps, p50, p99, cpu, wcpu }'
+          mcpu = n ? mticks * 1e6 / hz / n : 0
+          if (bad) printf "0(%s-non-2xx) 0 0 0 0 0\n", bad
+          else printf "%d %.2f %.2f %.0f %.0f %.0f\n", rps, p50, p99, cpu, wcpu, mcpu }'
 }
 # profiled NAME CMD...: CMD's output; with BENCH_PROFILE=1 also a cpu-clock profile of
 # sluiced while CMD runs (build/perf-NAME.txt)
@@ -170,7 +175,7 @@ for size in $SIZES; do
   direct=$(run_wrk wrk "${wrk_args[@]}" "https://127.0.0.1:$NGX$path/$size")
   hap=$(PROXY_PIDS=$(pgrep -f "haproxy -f $d/haproxy.cfg" | tr '\n' ' ') run_wrk wrk "${wrk_args[@]}" "https://127.0.0.1:$HAP$path/$size")
   slu=$(PROXY_PIDS=$SLUICED_PID profiled "$size" run_wrk ct_exec bench wrk "${wrk_args[@]}" "https://bigquery.googleapis.com$path/$size")
-  spl="0 0 0 0 0"
+  spl="0 0 0 0 0 0"
   [ -z "$QUICK" ] && spl=$(PROXY_PIDS=$SLUICED_PID run_wrk ct_exec bench wrk "${wrk_args[@]}" "https://storage.googleapis.com$path/$size")
   rows+=("$size|$direct|$hap|$slu|$spl")
 done
@@ -250,6 +255,17 @@ crypto_us() {
     set -- ${mem[$size]}; mc="$4 ($5 + $(($4 - $5)))"
     [ "$size" = small ] && label="≈1.5 KB" || label="≈110 KB"
     echo "| $label | $hc | $sc | $mc | $pc | $(crypto_us sha256 "$bytes") | $(crypto_us aes-256-gcm "$bytes" 2) |"
+  done
+  echo
+  echo "CPU per request of the whole machine (µs: wrk, nginx, the proxy and the kernel together; what the throughput cells divide two cores by):"
+  echo
+  echo "| page | direct | haproxy | sluiced | sluiced, recordings in memory | spliced |"
+  echo "|---|---|---|---|---|---|"
+  for r in "${rows[@]}"; do
+    IFS='|' read -r size a b c e <<< "$r"
+    [ "$size" = small ] && label="≈1.5 KB" || label="≈110 KB"
+    set -- $a; m1=$6; set -- $b; m2=$6; set -- $c; m3=$6; set -- ${mem[$size]}; m4=$6; set -- $e; m5=$6
+    echo "| $label | $m1 | $m2 | $m3 | $m4 | $m5 |"
   done
   echo
   echo "Memory per idle TLS connection (RSS growth / connections): sluiced $per_conn bytes ($IDLE connections), haproxy $hap_conn bytes ($HAP_IDLE connections)."
