@@ -7,6 +7,8 @@
 #   haproxy  wrk -> haproxy (TLS re-termination) -> nginx
 #   sluiced  wrk in an enforced test container -> eBPF redirect -> sluiced -> nginx
 #   splice   wrk in the container -> sluiced splicing a non-intercepted host -> nginx
+#   relay    wrk -> haproxy in TCP mode (bytes relayed, no decryption) -> nginx: what any
+#            relay costs, the fair yardstick for splicing
 # then sluiced's memory per idle TLS connection with N idle connections.
 # Needs root and cgroup v2. Prints a Markdown table (also saved to build/bench.md).
 set -u
@@ -60,7 +62,7 @@ function page(rows) {
 fs.writeFileSync(process.argv[1] + "/small.json", page(14));
 fs.writeFileSync(process.argv[1] + "/large.json", page(1100));' "$d"
 
-NGX=$(gate_free_port); HAP=$(gate_free_port); GATE_PORT=$(gate_free_port)
+NGX=$(gate_free_port); HAP=$(gate_free_port); HAPT=$(gate_free_port); GATE_PORT=$(gate_free_port)
 mkdir -p "$d/nginx"
 chmod 0755 "$d"; chmod 0644 "$d"/*.json  # nginx's workers run unprivileged
 cat > "$d/nginx.conf" <<NGX
@@ -102,6 +104,13 @@ frontend fe
 backend be
   http-reuse always
   server s1 127.0.0.1:$NGX ssl verify required ca-file $d/standin/ca.pem sni str(bigquery.googleapis.com)
+frontend fe_tcp
+  mode tcp
+  bind 127.0.0.1:$HAPT
+  default_backend be_tcp
+backend be_tcp
+  mode tcp
+  server s1 127.0.0.1:$NGX
 HAP
 cat "$d/standin/server.pem" "$d/standin/server.key" > "$d/standin/haproxy.pem"
 haproxy -f "$d/haproxy.cfg" -D -p "$d/haproxy.pid" || { echo "bench: haproxy did not start"; exit 1; }
@@ -157,6 +166,8 @@ profiled() {
   "$@"
   wait $perf_pid
   perf report -i "$d/perf.data" --no-children --percent-limit 1 --stdio 2>/dev/null | grep -v "^$" > "build/perf-$name.txt"
+  perf report -i "$d/perf.data" --no-children --sort comm,dso,sym -g none --percent-limit 0.2 --stdio 2>/dev/null \
+    | grep -v "^$" > "build/perf-$name-flat.txt"
 }
 wrk_args=(-t2 -c"$CONNS" -d"${DUR}s" --latency)
 path=/bigquery/v2/projects/demo-project/queries
@@ -164,6 +175,7 @@ rows=()
 # Every path serves the same bytes (checked), so the cells compare like with like.
 for size in small large; do
   for probe in "curl -sk https://127.0.0.1:$NGX$path/$size" "curl -sk https://127.0.0.1:$HAP$path/$size" \
+               "curl -sk https://127.0.0.1:$HAPT$path/$size" \
                "ct_exec bench curl -sk https://bigquery.googleapis.com$path/$size" \
                "ct_exec bench curl -sk https://storage.googleapis.com$path/$size"; do
     got=$($probe | sha256sum)
@@ -175,9 +187,10 @@ for size in $SIZES; do
   direct=$(run_wrk wrk "${wrk_args[@]}" "https://127.0.0.1:$NGX$path/$size")
   hap=$(PROXY_PIDS=$(pgrep -f "haproxy -f $d/haproxy.cfg" | tr '\n' ' ') run_wrk wrk "${wrk_args[@]}" "https://127.0.0.1:$HAP$path/$size")
   slu=$(PROXY_PIDS=$SLUICED_PID profiled "$size" run_wrk ct_exec bench wrk "${wrk_args[@]}" "https://bigquery.googleapis.com$path/$size")
-  spl="0 0 0 0 0 0"
+  spl="0 0 0 0 0 0" rel="0 0 0 0 0 0"
   [ -z "$QUICK" ] && spl=$(PROXY_PIDS=$SLUICED_PID run_wrk ct_exec bench wrk "${wrk_args[@]}" "https://storage.googleapis.com$path/$size")
-  rows+=("$size|$direct|$hap|$slu|$spl")
+  [ -z "$QUICK" ] && rel=$(PROXY_PIDS=$(pgrep -f "haproxy -f $d/haproxy.cfg" | tr '\n' ' ') run_wrk wrk "${wrk_args[@]}" "https://127.0.0.1:$HAPT$path/$size")
+  rows+=("$size|$direct|$hap|$slu|$spl|$rel")
 done
 
 # sluiced again with its recordings on tmpfs (4 GiB: a run records about 1 GB): the proxy's own cost, without waiting for the
@@ -233,39 +246,39 @@ crypto_us() {
     END { r = $NF; sub(/k$/, "", r); if (r > 0) printf "%.1f", t * b / (r * 1000) * 1e6; else print "?" }'
 }
 {
-  echo "| page | direct rps | direct p50/p99 ms | haproxy rps | haproxy p50/p99 ms | sluiced rps | sluiced p50/p99 ms | sluiced, recordings in memory: rps | p50/p99 ms | spliced rps | spliced p50/p99 ms |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| page | direct rps | direct p50/p99 ms | haproxy rps | haproxy p50/p99 ms | sluiced rps | sluiced p50/p99 ms | sluiced, recordings in memory: rps | p50/p99 ms | spliced rps | spliced p50/p99 ms | haproxy TCP relay rps | relay p50/p99 ms |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   for r in "${rows[@]}"; do
-    IFS='|' read -r size a b c e <<< "$r"
+    IFS='|' read -r size a b c e t <<< "$r"
     set -- $a; da=$1; dp="$2/$3"; set -- $b; ha=$1; hp="$2/$3"
-    set -- $c; sa=$1; sp="$2/$3"; set -- $e; pa=$1; pp="$2/$3"
+    set -- $c; sa=$1; sp="$2/$3"; set -- $e; pa=$1; pp="$2/$3"; set -- $t; ta=$1; tp="$2/$3"
     set -- ${mem[$size]}; ma=$1; mp="$2/$3"
     [ "$size" = small ] && size="≈1.5 KB" || size="≈110 KB"
-    echo "| $size | $da | $dp | $ha | $hp | $sa | $sp | $ma | $mp | $pa | $pp |"
+    echo "| $size | $da | $dp | $ha | $hp | $sa | $sp | $ma | $mp | $pa | $pp | $ta | $tp |"
   done
   echo
   echo "CPU per request of the proxy process (µs, user + system, all its threads, while wrk ran), against what the page's bytes cost in cryptography alone on this machine (\`openssl speed\`, one core): the SHA-256 of the whole response that sluiced records and haproxy does not compute, and AES-256-GCM both ways (upstream in, agent out) that both do:"
   echo
-  echo "| page | haproxy | sluiced (workers + recorder) | sluiced, recordings in memory | spliced | SHA-256 of the page | AES-GCM of the page, both legs |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| page | haproxy | sluiced (workers + recorder) | sluiced, recordings in memory | spliced | haproxy TCP relay | SHA-256 of the page | AES-GCM of the page, both legs |"
+  echo "|---|---|---|---|---|---|---|---|"
   for r in "${rows[@]}"; do
-    IFS='|' read -r size a b c e <<< "$r"
+    IFS='|' read -r size a b c e t <<< "$r"
     bytes=$(stat -c %s "$d/$size.json")
-    set -- $b; hc=$4; set -- $c; sc="$4 ($5 + $(($4 - $5)))"; set -- $e; pc=$4
+    set -- $b; hc=$4; set -- $c; sc="$4 ($5 + $(($4 - $5)))"; set -- $e; pc=$4; set -- $t; tc=$4
     set -- ${mem[$size]}; mc="$4 ($5 + $(($4 - $5)))"
     [ "$size" = small ] && label="≈1.5 KB" || label="≈110 KB"
-    echo "| $label | $hc | $sc | $mc | $pc | $(crypto_us sha256 "$bytes") | $(crypto_us aes-256-gcm "$bytes" 2) |"
+    echo "| $label | $hc | $sc | $mc | $pc | $tc | $(crypto_us sha256 "$bytes") | $(crypto_us aes-256-gcm "$bytes" 2) |"
   done
   echo
   echo "CPU per request of the whole machine (µs: wrk, nginx, the proxy and the kernel together; what the throughput cells divide two cores by):"
   echo
-  echo "| page | direct | haproxy | sluiced | sluiced, recordings in memory | spliced |"
-  echo "|---|---|---|---|---|---|"
+  echo "| page | direct | haproxy | sluiced | sluiced, recordings in memory | spliced | haproxy TCP relay |"
+  echo "|---|---|---|---|---|---|---|"
   for r in "${rows[@]}"; do
-    IFS='|' read -r size a b c e <<< "$r"
+    IFS='|' read -r size a b c e t <<< "$r"
     [ "$size" = small ] && label="≈1.5 KB" || label="≈110 KB"
-    set -- $a; m1=$6; set -- $b; m2=$6; set -- $c; m3=$6; set -- ${mem[$size]}; m4=$6; set -- $e; m5=$6
-    echo "| $label | $m1 | $m2 | $m3 | $m4 | $m5 |"
+    set -- $a; m1=$6; set -- $b; m2=$6; set -- $c; m3=$6; set -- ${mem[$size]}; m4=$6; set -- $e; m5=$6; set -- $t; m6=$6
+    echo "| $label | $m1 | $m2 | $m3 | $m4 | $m5 | $m6 |"
   done
   echo
   echo "Memory per idle TLS connection (RSS growth / connections): sluiced $per_conn bytes ($IDLE connections), haproxy $hap_conn bytes ($HAP_IDLE connections)."
