@@ -29,6 +29,7 @@
 #define UP 1
 #define SPLICE_WINDOW (256 * 1024) /* bytes queued toward one side before reading stops */
 #define STREAM_WINDOW (256 * 1024) /* response bytes queued to the agent before BigQuery waits */
+#define CONN_RECORD 16384          /* a TLS record's plaintext: larger writes skip <pt> */
 
 enum cstate { C_PEEK, C_SPLICE, C_TLS, C_REQ, C_HOLD, C_UPSTREAM, C_RESP, C_CLOSING };
 
@@ -163,6 +164,9 @@ int conn_write(struct conn *c, int i, const void *p, size_t n);
 /* The buffer conn_write appends side <i>'s plaintext to, for a message built in place
  * (then sent by conn_pump as if conn_write had been given it). */
 struct buf *conn_plain(struct conn *c, int i);
+/* The tls_sink_fn of a terminated side: appends ciphertext to its send queue <q> (a
+ * struct buf), which is never in flight (out is). Returns 0 or -1. */
+int conn_sink(void *q, const void *p, size_t n);
 /* Encrypt what conn_write queued for side <i> into its send queue. Returns 0 or -1 (the
  * TLS connection failed or memory ran out). */
 int conn_seal(struct conn *c, int i);

@@ -6,8 +6,9 @@
  * Driving a connection: feed whatever ciphertext arrives (tls_conn_feed), then call
  * tls_conn_handshake until it returns 1, then tls_conn_read until it returns 0. After EVERY
  * call (feed excepted), including a failed handshake (the alert), send what
- * tls_conn_take_out hands over while tls_conn_out_pending is non-zero. The memory BIOs
- * grow as needed: the caller bounds what it feeds and what it writes. */
+ * tls_conn_take_out hands over while tls_conn_out_pending is non-zero; or attach a sink
+ * (tls_conn_sink), which gets the ciphertext as OpenSSL writes it, with no copy between.
+ * The buffers grow as needed: the caller bounds what it feeds and what it writes. */
 #ifndef SLUICE_TLS_H
 #define SLUICE_TLS_H
 
@@ -27,6 +28,9 @@ struct tls_ca;
 struct tls_server;
 struct tls_client;
 struct tls_conn;
+
+/* Takes <n> bytes of ciphertext, in order. Returns 0, or -1 to fail the write. */
+typedef int (*tls_sink_fn)(void *arg, const void *p, size_t n);
 
 /* Create a CA: an EC P-256 key written to <key_path> (mode 0600 from creation) and a
  * self-signed certificate written to <cert_path> (mode 0644), valid 10 years, whose
@@ -82,6 +86,11 @@ struct tls_conn *tls_conn_client(struct tls_client *c, const char *host);
 /* Free a connection; NULL is fine. */
 void tls_conn_free(struct tls_conn *t);
 
+/* From now on, ciphertext goes to <sink>(<arg>, ...) as it is written (what was waiting for
+ * tls_conn_take_out first); NULL: kept for tls_conn_take_out again. Returns 0, or -1 if
+ * the sink refused what was waiting. */
+int tls_conn_sink(struct tls_conn *t, tls_sink_fn sink, void *arg);
+
 /* Ciphertext received from the network, copied in. Returns 0 or -1 (out of memory). */
 int tls_conn_feed(struct tls_conn *t, const void *buf, size_t len);
 
@@ -108,7 +117,7 @@ size_t tls_conn_out_pending(struct tls_conn *t);
 /* Move up to <cap> bytes of waiting ciphertext to <buf>. Returns the count (0: none). */
 long tls_conn_take_out(struct tls_conn *t, void *buf, size_t cap);
 
-/* Give back the memory BIOs' and the record buffers when nothing is pending, so that an
+/* Give back the input and output buffers and the record buffers when nothing is pending, so that an
  * idle connection holds no handshake-sized buffers. A connection keeps its record buffers
  * from its first plaintext read to the next trim; before that, and after, they are
  * released after every record. */

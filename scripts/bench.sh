@@ -161,13 +161,14 @@ run_wrk() {
 profiled() {
   local name=$1 perf_pid; shift
   [ -z "${BENCH_PROFILE:-}" ] && { "$@"; return; }
-  perf record -q -e cpu-clock -g -p "$SLUICED_PID" -o "$d/perf.data" -- sleep $((DUR - 1)) 2>/dev/null &
+  perf record -q -e cpu-clock ${BENCH_CALLGRAPH:--g} -p "$SLUICED_PID" -o "$d/perf.data" -- sleep $((DUR - 1)) 2>/dev/null &
   perf_pid=$!
   "$@"
   wait $perf_pid
   perf report -i "$d/perf.data" --no-children --percent-limit 1 --stdio 2>/dev/null | grep -v "^$" > "build/perf-$name.txt"
   perf report -i "$d/perf.data" --no-children --sort comm,dso,sym -g none --percent-limit 0.2 --stdio 2>/dev/null \
     | grep -v "^$" > "build/perf-$name-flat.txt"
+  mv "$d/perf.data" "build/perf-$name.data"
 }
 wrk_args=(-t2 -c"$CONNS" -d"${DUR}s" --latency)
 path=/bigquery/v2/projects/demo-project/queries

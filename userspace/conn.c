@@ -76,7 +76,9 @@ int buf_reserve(struct buf *b, size_t n)
 
 /* Queue plaintext for side <i>. A terminated side keeps it in <pt> until conn_seal: every
  * SSL_write costs a record (header, tag, a cipher setup) however little it carries, and the
- * pieces of one message (a head, its body) are written one after the other. */
+ * pieces of one message (a head, its body) are written one after the other. A write of a
+ * record or more with nothing before it is encrypted at once from where it is: copying it
+ * into <pt> first would cost a pass over every byte of a large response and gain nothing. */
 int conn_write(struct conn *c, int i, const void *p, size_t n)
 {
 	struct side *s = &c->s[i];
@@ -85,6 +87,8 @@ int conn_write(struct conn *c, int i, const void *p, size_t n)
 		return buf_append(&s->q, p, n, SIZE_MAX);
 	if (!n) /* the handshake's records go out now */
 		return conn_seal(c, i);
+	if (n >= CONN_RECORD && !s->pt.len && s->hs_done)
+		return tls_conn_write(s->tls, p, n) == (long)n ? 0 : -1;
 	return buf_append(&s->pt, p, n, SIZE_MAX);
 }
 
@@ -93,8 +97,14 @@ struct buf *conn_plain(struct conn *c, int i)
 	return c->s[i].tls ? &c->s[i].pt : &c->s[i].q;
 }
 
-/* Encrypt <pt> with one SSL_write (records of up to 16 KiB) and read the ciphertext, with
- * any record OpenSSL wrote by itself before it (handshake, tickets), into the send queue. */
+int conn_sink(void *q, const void *p, size_t n)
+{
+	return buf_append(q, p, n, SIZE_MAX);
+}
+
+/* Encrypt <pt> with one SSL_write (records of up to 16 KiB). The ciphertext, with any
+ * record OpenSSL wrote by itself before it (handshake, tickets), is in the send queue: by
+ * the sink as it was written, else taken out here. */
 int conn_seal(struct conn *c, int i)
 {
 	struct side *s = &c->s[i];

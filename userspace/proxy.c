@@ -229,7 +229,9 @@ static void upstream_open(struct conn *c)
 	if (c->st == C_SPLICE)
 		return; /* bytes already read stay in s[CLI].in and go out once connected */
 	c->s[UP].tls = tls_conn_client(c->up_tls, c->sni);
-	if (!c->s[UP].tls)
+	if (c->s[UP].tls)
+		tls_conn_sink(c->s[UP].tls, conn_sink, &c->s[UP].q);
+	else
 		conn_deny(c, 502, "UNAVAILABLE", "backendError", "sluice: upstream TLS setup failed");
 }
 
@@ -323,7 +325,8 @@ static void start_tls(struct conn *c)
 
 	c->route = "intercept";
 	a->tls = tls_conn_server(c->env->tls_server, c->sni);
-	if (!a->tls || tls_conn_feed(a->tls, a->in.p, a->in.len)) {
+	if (!a->tls || tls_conn_sink(a->tls, conn_sink, &a->q) ||
+	    tls_conn_feed(a->tls, a->in.p, a->in.len)) {
 		conn_close(c, "TLS setup failed");
 		return;
 	}

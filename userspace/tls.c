@@ -1,9 +1,11 @@
 /* tls.c - the local CA, leaf minting with a thread-safe LRU cache, the two SSL_CTXs and
- * memory-BIO connections (OpenSSL 3.0).
+ * connections driven through a BIO of sluice's own (OpenSSL 3.0).
  *
- * Connections never touch a socket: ciphertext goes in through the read BIO
- * (tls_conn_feed) and comes out of the write BIO (tls_conn_take_out); sluiced's io_uring
- * loop moves it. Every OpenSSL call is preceded by ERR_clear_error() and followed by
+ * Connections never touch a socket: ciphertext goes in through tls_conn_feed and comes
+ * out through the sink the caller attached (its send queue) or tls_conn_take_out;
+ * sluiced's io_uring loop moves it. The BIO is a pair of plain byte queues, not OpenSSL's
+ * memory BIOs, which zero every byte they grow by and cost a second copy of every record
+ * on the way out. Every OpenSSL call is preceded by ERR_clear_error() and followed by
  * clearing again once a reason has been taken, because the error queue is per thread and
  * a worker thread serves many connections. */
 #include <arpa/inet.h>
@@ -66,9 +68,18 @@ struct tls_client {
 	SSL_CTX *ctx;
 };
 
+/* Bytes p[off..len) waiting, in a buffer of <cap> kept between records. */
+struct bytes {
+	char *p;
+	size_t off, len, cap;
+};
+
 struct tls_conn {
-	SSL *ssl;                 /* owns both BIOs */
-	BIO *rbio, *wbio;
+	SSL *ssl;                 /* owns the BIO */
+	struct bytes in;          /* ciphertext fed, not yet read by OpenSSL */
+	struct bytes out;         /* ciphertext written while no sink is attached */
+	tls_sink_fn sink;         /* where ciphertext goes as it is written, or NULL */
+	void *sink_arg;
 	int is_server, failed;
 	int busy;                 /* carries requests: record buffers kept (tls_conn_trim) */
 	char name[256];           /* server: the SNI it serves; client: the host it verifies */
@@ -665,30 +676,140 @@ void tls_client_free(struct tls_client *c)
 	free(c);
 }
 
+/* --- the connection's BIO ----------------------------------------------------------------- */
+
+static BIO_METHOD *bio_method;
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+
+/* Append <n> bytes to <b>, doubling its buffer as needed. Returns 0 or -1 (no memory). */
+static int bytes_put(struct bytes *b, const void *p, size_t n)
+{
+	size_t cap = b->cap ? b->cap : 4096;
+	char *np;
+
+	if (b->off && b->off == b->len)
+		b->off = b->len = 0;
+	if (b->len + n > b->cap) {
+		if (b->off) { /* move what waits to the front before growing */
+			memmove(b->p, b->p + b->off, b->len - b->off);
+			b->len -= b->off;
+			b->off = 0;
+		}
+		while (cap < b->len + n)
+			cap *= 2;
+		if (cap > b->cap) {
+			if (!(np = realloc(b->p, cap)))
+				return -1;
+			b->p = np;
+			b->cap = cap;
+		}
+	}
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+/* Move up to <cap> waiting bytes of <b> to <buf>. Returns the count. */
+static size_t bytes_take(struct bytes *b, void *buf, size_t cap)
+{
+	size_t n = b->len - b->off < cap ? b->len - b->off : cap;
+
+	memcpy(buf, b->p + b->off, n);
+	b->off += n;
+	if (b->off == b->len)
+		b->off = b->len = 0;
+	return n;
+}
+
+static void bytes_free(struct bytes *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->off = b->len = b->cap = 0;
+}
+
+/* OpenSSL reads ciphertext: what was fed, else "retry" (never end of stream: the loop
+ * says when the peer closed). */
+static int bio_read(BIO *b, char *buf, size_t len, size_t *got)
+{
+	struct tls_conn *t = BIO_get_data(b);
+
+	BIO_clear_retry_flags(b);
+	*got = bytes_take(&t->in, buf, len);
+	if (!*got && len) {
+		BIO_set_retry_read(b);
+		return 0;
+	}
+	return 1;
+}
+
+/* OpenSSL writes ciphertext: to the sink, else kept for tls_conn_take_out. */
+static int bio_write(BIO *b, const char *buf, size_t len, size_t *put)
+{
+	struct tls_conn *t = BIO_get_data(b);
+
+	BIO_clear_retry_flags(b);
+	if (t->sink ? t->sink(t->sink_arg, buf, len) : bytes_put(&t->out, buf, len))
+		return 0;
+	*put = len;
+	return 1;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct tls_conn *t = BIO_get_data(b);
+
+	switch (cmd) {
+	case BIO_CTRL_FLUSH:
+		return 1;
+	case BIO_CTRL_PENDING:
+		return (long)(t->in.len - t->in.off);
+	case BIO_CTRL_WPENDING:
+		return (long)(t->out.len - t->out.off);
+	default:
+		return 0;
+	}
+}
+
+static int bio_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static void bio_method_init(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sluice");
+
+	if (m && BIO_meth_set_read_ex(m, bio_read) && BIO_meth_set_write_ex(m, bio_write) &&
+	    BIO_meth_set_ctrl(m, bio_ctrl) && BIO_meth_set_create(m, bio_create))
+		bio_method = m;
+	else
+		BIO_meth_free(m);
+}
+
 /* --- connections ---------------------------------------------------------------------- */
 
 static struct tls_conn *conn_new(SSL_CTX *ctx, int is_server, const char *name)
 {
-	struct tls_conn *t = calloc(1, sizeof(*t));
+	struct tls_conn *t;
+	BIO *bio = NULL;
 
-	if (!t)
+	pthread_once(&bio_once, bio_method_init);
+	if (!bio_method || !(t = calloc(1, sizeof(*t))))
 		return NULL;
 	ERR_clear_error();
 	t->is_server = is_server;
 	snprintf(t->name, sizeof(t->name), "%s", name);
 	t->ssl = SSL_new(ctx);
-	t->rbio = BIO_new(BIO_s_mem());
-	t->wbio = BIO_new(BIO_s_mem());
-	if (!t->ssl || !t->rbio || !t->wbio) {
-		BIO_free(t->rbio);
-		BIO_free(t->wbio);
+	if (!t->ssl || !(bio = BIO_new(bio_method))) {
 		SSL_free(t->ssl);
 		free(t);
 		ERR_clear_error();
 		return NULL;
 	}
-	BIO_set_mem_eof_return(t->rbio, -1); /* empty means "retry", not end of stream */
-	SSL_set_bio(t->ssl, t->rbio, t->wbio);
+	BIO_set_data(bio, t);
+	SSL_set_bio(t->ssl, bio, bio); /* one BIO both ways: the SSL owns its one reference */
 	SSL_set_app_data(t->ssl, t);
 	if (is_server)
 		SSL_set_accept_state(t->ssl);
@@ -753,18 +874,26 @@ void tls_conn_free(struct tls_conn *t)
 	if (!t)
 		return;
 	SSL_free(t->ssl);
+	bytes_free(&t->in);
+	bytes_free(&t->out);
 	free(t);
+}
+
+int tls_conn_sink(struct tls_conn *t, tls_sink_fn sink, void *arg)
+{
+	t->sink = sink;
+	t->sink_arg = arg;
+	if (sink && t->out.len > t->out.off) { /* written before: it goes first */
+		if (sink(arg, t->out.p + t->out.off, t->out.len - t->out.off))
+			return -1;
+		t->out.off = t->out.len = 0;
+	}
+	return 0;
 }
 
 int tls_conn_feed(struct tls_conn *t, const void *buf, size_t len)
 {
-	if (len > INT_MAX)
-		return -1;
-	if (len && BIO_write(t->rbio, buf, (int)len) != (int)len) {
-		ERR_clear_error();
-		return -1;
-	}
-	return 0;
+	return len && bytes_put(&t->in, buf, len) ? -1 : 0;
 }
 
 /* Record why the connection failed (<ret> from SSL_get_error), keeping a reason a callback
@@ -845,7 +974,7 @@ long tls_conn_read(struct tls_conn *t, void *buf, size_t cap)
 
 int tls_conn_has_input(struct tls_conn *t)
 {
-	return t->failed || BIO_ctrl_pending(t->rbio) || SSL_has_pending(t->ssl);
+	return t->failed || t->in.len > t->in.off || SSL_has_pending(t->ssl);
 }
 
 long tls_conn_write(struct tls_conn *t, const void *buf, size_t len)
@@ -872,40 +1001,25 @@ long tls_conn_write(struct tls_conn *t, const void *buf, size_t len)
 
 size_t tls_conn_out_pending(struct tls_conn *t)
 {
-	return BIO_ctrl_pending(t->wbio);
+	return t->out.len - t->out.off;
 }
 
 long tls_conn_take_out(struct tls_conn *t, void *buf, size_t cap)
 {
-	int n;
-
-	if (!cap)
-		return 0;
-	n = BIO_read(t->wbio, buf, cap < INT_MAX ? (int)cap : INT_MAX);
-	return n > 0 ? n : 0;
+	return (long)bytes_take(&t->out, buf, cap < LONG_MAX ? cap : LONG_MAX);
 }
 
 void tls_conn_trim(struct tls_conn *t)
 {
-	BIO *r, *w;
-
-	if (BIO_ctrl_pending(t->rbio) || BIO_ctrl_pending(t->wbio))
+	if (t->in.len > t->in.off || t->out.len > t->out.off)
 		return;
 	if (t->busy) {
 		SSL_set_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
 		t->busy = 0;
 	}
 	SSL_free_buffers(t->ssl); /* fails, harmlessly, while a record is half read */
-	r = BIO_new(BIO_s_mem());
-	w = BIO_new(BIO_s_mem());
-	if (!r || !w) {
-		BIO_free(r);
-		BIO_free(w);
-		return;
-	}
-	SSL_set_bio(t->ssl, r, w); /* frees the old pair */
-	t->rbio = r;
-	t->wbio = w;
+	bytes_free(&t->in);
+	bytes_free(&t->out);
 }
 
 void tls_conn_shutdown(struct tls_conn *t)
