@@ -679,9 +679,11 @@ void conn_advance(struct conn *c)
 
 	if (c->st == C_CLOSING)
 		return;
+	/* once the last answer is queued, neither side is read again: a failed upstream
+	 * handshake stays failed, and driving it again would queue its 502 again, forever */
 	if (a->tls && !c->close_after_send)
 		drive_tls(c, CLI);
-	if (u->tls && u->connected && c->st != C_CLOSING)
+	if (u->tls && u->connected && c->st != C_CLOSING && !c->close_after_send)
 		drive_tls(c, UP);
 	switch (c->st) {
 	case C_PEEK:
