@@ -687,6 +687,8 @@ static int bytes_put(struct bytes *b, const void *p, size_t n)
 	size_t cap = b->cap ? b->cap : 4096;
 	char *np;
 
+	if (!n)
+		return 0;
 	if (b->off && b->off == b->len)
 		b->off = b->len = 0;
 	if (b->len + n > b->cap) {
@@ -714,6 +716,8 @@ static size_t bytes_take(struct bytes *b, void *buf, size_t cap)
 {
 	size_t n = b->len - b->off < cap ? b->len - b->off : cap;
 
+	if (!n)
+		return 0;
 	memcpy(buf, b->p + b->off, n);
 	b->off += n;
 	if (b->off == b->len)
