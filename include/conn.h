@@ -56,6 +56,7 @@ struct side {
 	int fd;
 	struct tls_conn *tls;
 	int hs_done, eof, connected, connecting;
+	int closed_clean; /* TLS: the peer ended with close_notify, not a bare TCP close */
 	struct buf in;  /* plaintext received (raw bytes when not terminated) */
 	struct buf out; /* bytes of the send in flight: never moved while the kernel reads them */
 	struct buf q;   /* bytes queued behind it; swapped into <out> when the send completes */
@@ -135,6 +136,7 @@ struct conn {
 	size_t res_last, res_head_len, res_body_have;
 	struct http1_chunked res_chunk;
 	int res_in_body, res_chunk_end;
+	int res_interim;           /* 1xx answers skipped in this exchange */
 	uint64_t res_taken;        /* body bytes already taken out of s[UP].in */
 	int asked_gzip;            /* BigQuery was asked for gzip: the agent accepts it */
 	struct respond_stream *rs; /* a response being inflated, streamed or re-compressed */

@@ -8,6 +8,9 @@
 
 struct conn;
 
+#define RESPOND_MAX_INTERIM 8 /* 1xx answers skipped before the final one; more is a 502 */
+#define RESPOND_MAX_INTERIM_TEXT "8"
+
 /* What a response record shows first, as BigQuery wrote it ("" when it is not there). */
 struct respond_outcome {
 	char job_id[160];          /* "jobId", e.g. of jobReference */
@@ -19,6 +22,8 @@ struct respond_outcome {
 void respond_parse(struct conn *c);
 /* Free what a response in progress holds (the connection is going away). */
 void respond_free(struct conn *c);
+/* Close and forget the upstream connection; the next request opens another. */
+void respond_upstream_reset(struct conn *c);
 
 /* Read the outcome off the JSON text of a response, for its record only (never for a
  * decision): <head> is the body's first <head_len> bytes, <tail> its last <tail_len> (the

@@ -427,9 +427,19 @@ static void peek(struct conn *c)
 /* Connect (or reuse) the upstream and let the state machine send the request. */
 void conn_upstream_go(struct conn *c)
 {
+	struct side *u = &c->s[UP];
+
 	c->st = C_UPSTREAM;
 	c->deadline = worker_now_ms(c->w) + (uint64_t)c->env->conf->idle_timeout_ms;
-	if (c->s[UP].fd < 0 && !c->resolving) {
+	if (u->fd >= 0 && u->in.len) {
+		/* spoken unasked while idle: it would be read as this request's answer */
+		conn_deny(c, 502, "UNAVAILABLE", "backendError", "sluice: BigQuery sent bytes "
+			  "while no request was waiting; nothing was forwarded, retry");
+		return;
+	}
+	if (u->fd >= 0 && u->eof && !u->rop.pending) /* closed while idle: open another */
+		respond_upstream_reset(c);
+	if (u->fd < 0 && !c->resolving) {
 		int rc = choose_upstream(c);
 
 		if (rc < 0) {
@@ -510,6 +520,8 @@ static void drive_tls(struct conn *c, int i)
 			    "TLS error reading from BigQuery";
 	if (k == -1 || k == -2)
 		s->eof = 1;
+	if (k == -1)
+		s->closed_clean = 1;
 }
 
 /* --- splice: bytes pass unchanged ----------------------------------------------------------

@@ -309,8 +309,9 @@ static size_t body_avail(const struct conn *c, int *done)
 	case HTTP1_BODY_CHUNKED:
 		*done = c->res_chunk_end;
 		return c->res_body_have;
-	default:
-		*done = u->eof;
+	default: /* until the close, which over TLS must be close_notify: a bare TCP close may
+		  * be anyone cutting the body short */
+		*done = u->eof && (!u->tls || u->closed_clean);
 		return have;
 	}
 }
@@ -539,28 +540,41 @@ static void record_response(struct conn *c, const char *first, size_t first_len,
 	conn_record(c, "response", f);
 }
 
-/* Forget the upstream connection (BigQuery is closing it); a later request opens another. */
-static void upstream_reset(struct conn *c)
+void respond_upstream_reset(struct conn *c)
 {
 	struct side *u = &c->s[UP];
 
-	close(u->fd);
+	if (u->fd >= 0)
+		close(u->fd);
 	u->fd = -1;
 	tls_conn_free(u->tls);
 	u->tls = NULL;
-	u->hs_done = u->eof = u->connected = 0;
+	u->hs_done = u->eof = u->connected = u->closed_clean = 0;
 	u->in.len = 0;
 }
 
 /* The exchange is over: drop the response (the head and <raw_left> body bytes still in
- * s[UP].in) and the request, and wait for the agent's next request. */
+ * s[UP].in) and the request, and wait for the agent's next request. Bytes BigQuery sent
+ * beyond the response answer nothing that was asked (sluice sends one request at a time):
+ * kept, they would be read as the answer to the next request, so this response is the
+ * connection's last. */
 static void finish_exchange(struct conn *c, size_t raw_left)
 {
+	int extra;
+
 	buf_consume(&c->s[UP].in, c->res_head_len + raw_left);
+	extra = c->s[UP].in.len > 0;
+	if (extra) {
+		log_warn("respond", "%s: BigQuery sent %zu bytes beyond its response; the "
+			 "connection ends after it", c->sni, c->s[UP].in.len);
+		if (!c->reason)
+			c->reason = "BigQuery sent bytes beyond its response";
+	}
 	if (!c->res.keep_alive)
-		upstream_reset(c);
+		respond_upstream_reset(c);
+	c->res_interim = 0;
 	buf_consume(&c->s[CLI].in, c->head_len + c->body_len);
-	if (!c->req.keep_alive) {
+	if (!c->req.keep_alive || extra) {
 		c->close_after_send = 1;
 		c->s[CLI].eof = 1;
 	}
@@ -671,7 +685,7 @@ static void respond_whole(struct conn *c, char *body, size_t body_len, size_t ra
 				return;
 			}
 			if (!c->res.keep_alive)
-				upstream_reset(c);
+				respond_upstream_reset(c);
 			c->st = C_UPSTREAM;
 			if (u->fd < 0)
 				conn_upstream_go(c);
@@ -1022,6 +1036,20 @@ static void stream_more(struct conn *c)
 
 /* --- parsing --------------------------------------------------------------------------------- */
 
+/* Could p[0..len), a head not yet complete, still become a status line "HTTP/1.x NNN "? Lets
+ * an answer that is not HTTP fail at once instead of when the idle timeout ends it. */
+static int status_line_may_be(const char *p, size_t len)
+{
+	static const char pat[] = "HTTP/1.d ddd "; /* d: a digit; the last: ' ' or '\r' */
+	size_t i;
+
+	for (i = 0; i < len && i < sizeof(pat) - 1; i++)
+		if (pat[i] == 'd' ? (unsigned char)(p[i] - '0') > 9 :
+		    p[i] != pat[i] && !(pat[i] == ' ' && i == 12 && p[i] == '\r'))
+			return 0;
+	return 1;
+}
+
 /* The head of BigQuery's response. Returns 1 when it is in (the body follows), 0 otherwise. */
 static int parse_head(struct conn *c)
 {
@@ -1041,7 +1069,11 @@ static int parse_head(struct conn *c)
 				  c->head_is_head ? HTTP1_REQ_HEAD : HTTP1_REQ_OTHER, &c->res, &why);
 	if (rc == -2) {
 		c->res_last = u->in.len;
-		if (u->eof)
+		if (!status_line_may_be(u->in.p, u->in.len))
+			conn_deny(c, 502, "UNAVAILABLE", "backendError",
+				  "sluice: BigQuery's answer does not start with an HTTP/1.x status "
+				  "line; nothing is relayed");
+		else if (u->eof)
 			conn_deny(c, 502, "UNAVAILABLE", "backendError",
 				  "sluice: BigQuery closed the connection without a response");
 		return 0;
@@ -1051,7 +1083,18 @@ static int parse_head(struct conn *c)
 		conn_deny(c, 502, "UNAVAILABLE", "backendError", why);
 		return 0;
 	}
+	if (c->res.status == 101) { /* sluice never asks to switch (Upgrade is not relayed) */
+		conn_deny(c, 502, "UNAVAILABLE", "backendError",
+			  "sluice: BigQuery switched protocols (101) unasked; nothing is relayed");
+		return 0;
+	}
 	if (c->res.status < 200) { /* interim: drop it, wait for the final one */
+		if (++c->res_interim > RESPOND_MAX_INTERIM) {
+			conn_deny(c, 502, "UNAVAILABLE", "backendError",
+				  "sluice: BigQuery sent more than " RESPOND_MAX_INTERIM_TEXT
+				  " interim (1xx) answers; nothing is relayed");
+			return 0;
+		}
 		buf_consume(&u->in, (size_t)rc);
 		return parse_head(c);
 	}
