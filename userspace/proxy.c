@@ -774,8 +774,11 @@ void conn_pump(struct conn *c)
 		struct side *a = &c->s[CLI], *u = &c->s[UP];
 		int want_a = !a->eof && !a->rop.pending && !c->close_after_send &&
 			     (c->st != C_RESP && c->st != C_UPSTREAM && c->st != C_HOLD);
+		/* the upstream is read between requests too (a receive holds no buffer until
+		 * bytes come), so that BigQuery closing an idle connection is seen before the
+		 * next request would be written into it */
 		int want_u = u->fd >= 0 && u->connected && !u->eof && !u->rop.pending &&
-			     (c->st == C_UPSTREAM || (c->st == C_RESP && unsent(a) < STREAM_WINDOW));
+			     (c->st != C_RESP || unsent(a) < STREAM_WINDOW);
 
 		if (want_a)
 			worker_recv(c->w, &a->rop, a->fd);
@@ -946,8 +949,9 @@ void proxy_on_recv(struct worker *w, struct op *op, int res, const char *data, s
 				c->reason = op->side == CLI ? "receive error from the agent" :
 					    c->st == C_SPLICE ? "receive error from the original "
 					    "destination" : "receive error from BigQuery";
-			else if (!c->reason && op->side == UP && c->st != C_SPLICE)
-				c->reason = "BigQuery closed the connection";
+			else if (!c->reason && op->side == UP && c->st != C_SPLICE &&
+				 (c->st == C_UPSTREAM || c->st == C_RESP))
+				c->reason = "BigQuery closed the connection"; /* not idle */
 			s->eof = 1;
 			if (res < 0 && c->st == C_SPLICE)
 				conn_close(c, NULL); /* an error, not an end: no half-close */

@@ -120,6 +120,9 @@ const srv = net.createServer(raw => {
       if (nth === 1)
         return send(ok("{}") + ok(json({ smuggled: true })));
       return send(ok(json({ second: true })));
+    case "idle_close":           // not a fault: a kept-alive connection closed while idle
+                                 //    (BigQuery's front ends do), after a complete answer
+      return send(ok(json({ nth })), () => setTimeout(() => s.end(), 100));
     case "big_headers":          // 5: 1 MB of headers
       { let h = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n";
         const pad = "x".repeat(1000);
@@ -448,6 +451,15 @@ extra_ok() {
   esac
 }
 check "extra response: the second request gets its own answer, or an error with a reason" extra_ok
+
+# Not a fault: the server closes a kept-alive connection while it is idle, as BigQuery's front
+# ends do. The agent's next request on its own connection must not be sent into the closed
+# one: sluiced opens another and the agent gets the answer to that request.
+run idle_close 600 "$(reqfile idle_close)"
+check_eq "idle close: both requests answered 200" "$(field responses)" "200 200"
+check_eq "... each with its own answer" "$(field bodies)" '["{\"nth\":1}","{\"nth\":1}"]'
+check "... the second over a new upstream connection" \
+  test "$(grep -c "^request [0-9]* $P/idle_close$" "$GATE_DIR/up.events")" -ge 2
 
 # --- 5. oversized header blocks ---------------------------------------------------------------
 run big_headers
