@@ -111,6 +111,8 @@ void http1_chunked_init(struct http1_chunked *d, uint64_t max_body);
  * message) are moved to buf[*len..*len + N). Trailers are checked and dropped. After the end,
  * a call decodes nothing and returns all of its input as following bytes. */
 long http1_chunked_decode(struct http1_chunked *d, char *buf, size_t *len, const char **why);
+/* The <why> of a chunked body that passed its bound (the same pointer): a 413, not a 400. */
+extern const char http1_body_too_large[];
 
 /* Standard reason phrase of <status> ("Forbidden"), "Unknown" if it has none here. */
 const char *http1_status_text(int status);

@@ -331,6 +331,10 @@ void exchange_forward(struct conn *c)
 	json_t *f;
 	int rc;
 
+	if (c->recording) { /* one request at a time; never reached, and never let through */
+		conn_close(c, "internal: a request while the last one's record was pending");
+		return;
+	}
 	c->requests++;
 	c->st = C_UPSTREAM;
 	c->deadline = worker_now_ms(c->w) + (uint64_t)c->env->conf->idle_timeout_ms;
@@ -410,6 +414,11 @@ void exchange_parse_request(struct conn *c)
 		/* decode the bytes not yet decoded, in place, right after the decoded ones */
 		n = a->in.len - c->head_len - c->body_have;
 		rc = http1_chunked_decode(&c->chunk, a->in.p + c->head_len + c->body_have, &n, &why);
+		if (rc == -1 && why == http1_body_too_large) {
+			conn_deny(c, 413, "INVALID_ARGUMENT", "badRequest",
+				  "sluice: request body larger than limits.body_bytes");
+			return;
+		}
 		if (rc == -1) {
 			conn_deny(c, 400, "INVALID_ARGUMENT", "badRequest", why);
 			return;

@@ -13,6 +13,8 @@
 
 #define FAIL(msg) return (*why = (msg), -1)
 
+const char http1_body_too_large[] = "body too large";
+
 /* What the framing-relevant headers said; filled by parse_fields. */
 struct fields {
 	int n_cl, n_te, n_host;
@@ -435,7 +437,7 @@ static int chunked_step(struct http1_chunked *d, unsigned char c, const char **w
 		if (!d->count)
 			FAIL("invalid chunk size");
 		if (d->remaining > d->max_body - d->total)
-			FAIL("body too large");
+			FAIL(http1_body_too_large);
 		d->count = 0;
 		if (c == '\r')
 			d->state = CH_SIZE_LF;

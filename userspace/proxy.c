@@ -490,6 +490,10 @@ static void drive_tls(struct conn *c, int i)
 			c->deadline = worker_now_ms(c->w) + (uint64_t)c->env->conf->header_timeout_ms;
 		}
 	}
+	/* the agent's plaintext only while a request is being read: the request in hand is
+	 * slices of <in>, which growing would move (pipelined requests wait, encrypted) */
+	if (i == CLI && c->st != C_REQ)
+		return;
 	/* plaintext straight into <in>, with a record (16 KiB) of room, only when there is
 	 * input (an idle connection holds no buffer); one byte past the limit is enough to know
 	 * that it was passed */
@@ -714,7 +718,8 @@ void conn_advance(struct conn *c)
 			conn_close(c, NULL);
 		break;
 	case C_UPSTREAM:
-		if (u->hs_done) {
+		/* not while the request's record is on its way to disk: recorded() goes on */
+		if (u->hs_done && !c->recording) {
 			c->head_is_head = http1_slice_ieq(c->req.method, "HEAD");
 			if (exchange_send_request(c, a->in.p + c->head_len, c->body_len)) {
 				conn_close(c, "out of memory");
@@ -873,6 +878,17 @@ static int owner_checked(struct conn *c, struct sockdiag *diag, int fd)
 	return -1;
 }
 
+/* A connection refused at limits.connections: said in the log, at most once a minute. */
+static void at_capacity(int max)
+{
+	static _Atomic long last;
+	long now = (long)time(NULL), seen = atomic_load(&last);
+
+	if (now - seen >= 60 && atomic_compare_exchange_strong(&last, &seen, now))
+		log_warn("proxy", "limits.connections (%d) reached: new connections are closed "
+			 "unanswered until some end; raise it if agents need more", max);
+}
+
 void proxy_accepted(struct worker *w, int fd, uint64_t netns, struct sockdiag *diag)
 {
 	const struct loop_env *env = worker_env(w);
@@ -881,19 +897,22 @@ void proxy_accepted(struct worker *w, int fd, uint64_t netns, struct sockdiag *d
 	struct conn *c;
 	int i, one = 1;
 
-	if (count_conns >= env->conf->max_connections || worker_stopping(w) ||
-	    getpeername(fd, (struct sockaddr *)&peer, &plen)) {
+	/* the slot is taken before the check, so two workers cannot both take the last one */
+	if (atomic_fetch_add(&count_conns, 1) >= env->conf->max_connections) {
+		atomic_fetch_sub(&count_conns, 1);
+		at_capacity(env->conf->max_connections);
 		close(fd);
 		worker_conn_gone(w);
 		return;
 	}
-	c = calloc(1, sizeof(*c));
-	if (!c) {
+	c = NULL;
+	if (worker_stopping(w) || getpeername(fd, (struct sockaddr *)&peer, &plen) ||
+	    !(c = calloc(1, sizeof(*c)))) {
+		atomic_fetch_sub(&count_conns, 1);
 		close(fd);
 		worker_conn_gone(w);
 		return;
 	}
-	count_conns++;
 	c->w = w;
 	c->env = env;
 	c->netns = netns;
