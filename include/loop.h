@@ -6,6 +6,7 @@
 #ifndef SLUICE_LOOP_H
 #define SLUICE_LOOP_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -94,10 +95,12 @@ struct loop_call {
 	void (*fn)(void *arg);
 	void *arg;
 	int allocated;   /* worker_post's own: freed once it has run */
+	_Atomic int queued; /* posted and not yet started: a second post of it is dropped */
 };
 
-/* Run fn(arg) on worker <w>'s thread soon through <call>; callable from any thread, and
- * cannot fail. */
+/* Run fn(arg) on worker <w>'s thread soon through <call> (zeroed when it was made);
+ * callable from any thread, and cannot fail. Posted again before it has started, it still
+ * runs once. */
 void worker_post_call(struct worker *w, struct loop_call *call, void (*fn)(void *arg), void *arg);
 
 /* A connection the loop handed to worker <w> (proxy_accepted) is gone: freed, or refused at

@@ -276,8 +276,15 @@ static void post(struct worker *w, struct loop_call *p)
 {
 	int was_empty;
 
-	p->next = NULL;
 	pthread_mutex_lock(&w->mu);
+	if (atomic_load(&p->queued)) {
+		/* already waiting to run (a caller's bug): queued twice, the list would loop
+		 * on it; it runs once and sees the latest state */
+		pthread_mutex_unlock(&w->mu);
+		return;
+	}
+	atomic_store(&p->queued, 1);
+	p->next = NULL;
 	was_empty = !w->posted;
 	*w->posted_tail = p;
 	w->posted_tail = &p->next;
@@ -297,6 +304,7 @@ int worker_post(struct worker *w, void (*fn)(void *arg), void *arg)
 	p->fn = fn;
 	p->arg = arg;
 	p->allocated = 1;
+	atomic_init(&p->queued, 0);
 	post(w, p);
 	return 0;
 }
@@ -324,6 +332,7 @@ static void run_posted(struct worker *w)
 	for (; p; p = next) {
 		next = p->next;
 		allocated = p->allocated;
+		atomic_store(&p->queued, 0); /* after <next> is read: a new post may reuse it */
 		p->fn(p->arg);
 		if (allocated)
 			free(p);
@@ -359,7 +368,7 @@ static void dispatch(struct worker *w, int fd, uint64_t netns, struct sockdiag *
 	for (i = 0; i < w->l->n; i++)
 		if (atomic_load(&w->l->w[i].load) < atomic_load(&t->load))
 			t = &w->l->w[i];
-	if (t != w && (h = malloc(sizeof(*h)))) {
+	if (t != w && (h = calloc(1, sizeof(*h)))) {
 		atomic_fetch_add(&t->load, 1);
 		h->w = t;
 		h->fd = fd;
