@@ -7,10 +7,15 @@
 
 struct evp_pkey_st;
 
-/* Create an Ed25519 key pair: <key_path> (0600, O_EXCL) and its public key (0644) at
+/* Create an Ed25519 key pair: <key_path> (0600, never overwritten, never half-written) and
+ * its public key (0644) at
  * <pub_path> (NULL: derived as rec_pub_path does). Returns 0, -EEXIST, or -errno with
  * <err>. */
 int rec_key_init(const char *key_path, const char *pub_path, char *err, size_t errlen);
+
+/* The store's key <key> loaded from <key_path> has its public key beside it: written now if a
+ * crash came between the two files. Returns 0 or -errno with <err>. */
+int rec_pub_repair(const char *key_path, struct evp_pkey_st *key, char *err, size_t errlen);
 
 /* The public key path beside <key_path>: "x.key" gives "x.pub", anything else "<path>.pub". */
 void rec_pub_path(const char *key_path, char *out, size_t outlen);

@@ -47,23 +47,33 @@ int rec_key_id(struct evp_pkey_st *key, char out[17])
 }
 
 /* Write PEM <key> (private when <priv>) to <path> with <mode>, created O_EXCL. */
+/* Write <key> (private or public) to <path>, which must not exist, whole or not at all: it
+ * is written and synced under a temporary name, then linked into place (a crash part-way
+ * leaves no half-written key that a later start would take for the store's), and the
+ * directory is synced. */
 static int write_key(const char *path, EVP_PKEY *key, int priv, mode_t mode, char *err,
 		     size_t errlen)
 {
+	char tmp[PATH_MAX], dir[PATH_MAX], *slash;
 	FILE *f;
 	int fd, ok, e = 0;
 
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp)) {
+		err_set(err, errlen, "cannot create %s: path too long", path);
+		return -ENAMETOOLONG;
+	}
+	unlink(tmp); /* left by a crashed process of the same pid */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fd < 0) {
 		e = -errno;
-		err_set(err, errlen, "cannot create %s: %s", path, strerror(errno));
+		err_set(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
 		return e;
 	}
 	if (fchmod(fd, mode) || !(f = fdopen(fd, "w"))) {
 		e = -errno;
 		close(fd);
-		unlink(path);
-		err_set(err, errlen, "cannot write %s: %s", path, strerror(-e));
+		unlink(tmp);
+		err_set(err, errlen, "cannot write %s: %s", tmp, strerror(-e));
 		return e;
 	}
 	ok = priv ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) :
@@ -73,11 +83,32 @@ static int write_key(const char *path, EVP_PKEY *key, int priv, mode_t mode, cha
 		e = errno ? -errno : -EIO;
 	if (fclose(f) && !e)
 		e = -errno;
+	if (!e && link(tmp, path)) /* fails if <path> appeared meanwhile: never overwritten */
+		e = -errno;
+	unlink(tmp);
 	if (e) {
-		unlink(path);
 		err_set(err, errlen, "cannot write %s: %s", path, strerror(-e));
+		return e;
 	}
-	return e;
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	if ((fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	return 0;
+}
+
+int rec_pub_repair(const char *key_path, struct evp_pkey_st *key, char *err, size_t errlen)
+{
+	char pub[PATH_MAX];
+
+	rec_pub_path(key_path, pub, sizeof(pub));
+	if (!access(pub, F_OK))
+		return 0;
+	return write_key(pub, key, 0, 0644, err, errlen);
 }
 
 int rec_key_init(const char *key_path, const char *pub_path, char *err, size_t errlen)

@@ -1655,7 +1655,8 @@ struct rec *rec_open(const struct rec_opts *o, char *err, size_t errlen)
 	if (stat(r->key_path, &st) && errno == ENOENT &&
 	    rec_key_init(r->key_path, NULL, err, errlen))
 		goto fail;
-	if (!(r->key = rec_load_private(r->key_path, err, errlen)) || rec_key_id(r->key, r->key_id))
+	if (!(r->key = rec_load_private(r->key_path, err, errlen)) || rec_key_id(r->key, r->key_id) ||
+	    rec_pub_repair(r->key_path, r->key, err, errlen))
 		goto fail;
 	snprintf(path, sizeof(path), "%s/wal", r->dir);
 	if (!(wal = recwal_open(path, o->wal_bytes ? o->wal_bytes : RECWAL_DEFAULT_BYTES, err,
