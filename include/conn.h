@@ -140,6 +140,7 @@ struct conn {
 	uint64_t res_taken;        /* body bytes already taken out of s[UP].in */
 	int asked_gzip;            /* BigQuery was asked for gzip: the agent accepts it */
 	struct respond_stream *rs; /* a response being inflated, streamed or re-compressed */
+	char *job_project;         /* the request makes a job in this project (jobs.insert/query) */
 };
 
 /* --- conn.c: buffers ------------------------------------------------------------------------ */

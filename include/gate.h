@@ -31,6 +31,7 @@ struct gate_verdict {
 	char *rewritten_sql;      /* the last rewritten SQL text (for explain and recordings) */
 	void *row_mask;           /* struct mask_set *: mask the response's rows by schema */
 	char *schema_target;      /* ... whose schema tables.get at this path gives */
+	char *job_project;        /* jobs.insert/jobs.query: the project the job is made in */
 };
 
 /* Decide <req> for <subject> under <policy>. With <want_analysis>, out->analysis is a JSON

@@ -106,6 +106,23 @@ int exchange_send_request(struct conn *c, const char *body, size_t body_len)
 	return rc;
 }
 
+/* Headers Google's front end acts on that the API model would have to guess about: a
+ * method override given twice (which one wins?), a response field mask (responses are
+ * relayed whole, like fields=). Returns why the request is refused, or NULL. */
+static const char *header_refusal(const struct http1_request *r)
+{
+	size_t i, overrides = 0;
+
+	for (i = 0; i < r->num_headers; i++) {
+		if (http1_slice_ieq(r->headers[i].name, "x-http-method-override"))
+			overrides++;
+		if (http1_slice_ieq(r->headers[i].name, "x-goog-fieldmask"))
+			return "sluice: header X-Goog-FieldMask is refused: responses are returned whole";
+	}
+	return overrides > 1 ? "sluice: X-HTTP-Method-Override appears more than once; send it "
+			       "once" : NULL;
+}
+
 /* Decide the request (API model, SQL analyzer, policy). Returns 1 when it may go on. */
 static int decide(struct conn *c)
 {
@@ -116,6 +133,7 @@ static int decide(struct conn *c)
 				  .target_len = c->req.target.len,
 				  .body = c->s[CLI].in.p + c->head_len, .body_len = c->body_len };
 	char method[32], override[32], ctype[256], cenc[64], msg[700];
+	const char *refusal;
 	struct gate_verdict v;
 	int i;
 
@@ -127,6 +145,11 @@ static int decide(struct conn *c)
 	if (!strcasecmp(c->sni, "oauth2.googleapis.com") || !strcasecmp(c->sni, "sts.googleapis.com") ||
 	    !strcasecmp(c->sni, "iamcredentials.googleapis.com"))
 		return 1;
+	if ((refusal = header_refusal(&c->req))) {
+		conn_record(c, "request", request_fields(c, "deny", "api-model", refusal));
+		conn_deny(c, 400, "INVALID_ARGUMENT", "badRequest", refusal);
+		return 0;
+	}
 	g.method = method;
 	g.method_override = conn_header(&c->req, "x-http-method-override", override, sizeof(override));
 	g.content_type = conn_header(&c->req, "content-type", ctype, sizeof(ctype));
@@ -144,10 +167,12 @@ static int decide(struct conn *c)
 	free(c->row_mask);
 	free(c->schema_target);
 	free(c->schema);
+	free(c->job_project);
 	c->row_mask = v.row_mask;
 	c->schema_target = v.schema_target;
+	c->job_project = v.job_project;
 	c->schema = NULL;
-	v.body = v.rewritten_sql = v.schema_target = NULL;
+	v.body = v.rewritten_sql = v.schema_target = v.job_project = NULL;
 	v.row_mask = NULL;
 	if (v.d.verdict == POLICY_ALLOW)
 		return 1;

@@ -159,7 +159,7 @@ static void rewrite_sql(struct masking *m, int k, const char *text, size_t len,
 	rc = mask_rewrite(text, len, r, legacy, mask_lookup, m, m->out, m->cap, &rep);
 	if (rc || rep.refused) {
 		m->refused = 1;
-		snprintf(m->reason, sizeof(m->reason), "%s", rc ? "the masked query is too long" :
+		snprintf(m->reason, sizeof(m->reason), "%s", rc < 0 ? "the masked query is too long" :
 			 rep.reason);
 		return;
 	}
@@ -422,7 +422,10 @@ static json_t *sql_items(struct items *s, const char *op, const char *text, size
 				break;
 			it->operation = op;
 			it->kind = sql_kind_name(st->kind);
-			it->unbounded = st->unbounded;
+			/* CREATE OR REPLACE TABLE replaces every row of the table, like WRITE_TRUNCATE */
+			it->unbounded = st->unbounded ||
+					(st->replace && (st->kind == SQL_CREATE_TABLE ||
+							 st->kind == SQL_CREATE_TABLE_AS_SELECT));
 			it->legacy_sql = legacy;
 			it->statement = stmt_base + i;
 			it->access = t ? access_of_ref(st->kind, t->role) : access_of_kind(st->kind);
@@ -471,6 +474,9 @@ static void api_items(struct items *s, const struct route_result *rr)
 			it->operation = op;
 			it->access = rr->dry_run ? POLICY_READ_METADATA : POLICY_WRITE_DATA;
 			set_names(s, it, rr->dest_table, 0);
+			/* WRITE_TRUNCATE replaces every row, whatever the query, copy or load
+			 * brings (SELECT ... WHERE FALSE empties the table): an unbounded write */
+			it->unbounded = rr->write_disposition == ROUTE_WD_TRUNCATE && !rr->dry_run;
 		}
 	}
 	for (i = 0; i < rr->n_sources; i++) {
@@ -482,7 +488,9 @@ static void api_items(struct items *s, const struct route_result *rr)
 			     POLICY_WRITE_DATA : POLICY_READ_DATA;
 		set_names(s, it, rr->sources[i], 0);
 	}
-	if (rr->n_sql || rr->dest_table[0] || rr->n_sources)
+	/* a query job is what its SQL does; any other call carrying SQL (a view, a routine
+	 * body, a row access policy's filter) is also the call itself, decided on its own */
+	if (rr->dest_table[0] || rr->n_sources || (rr->n_sql && rr->job_type == ROUTE_JOB_QUERY))
 		return;
 	if ((it = add(s))) {
 		it->operation = op;
@@ -542,6 +550,22 @@ static void masking_init(struct masking *mk, const struct policy *policy,
 		mk->rules = NULL;
 }
 
+/* <name> ("project.dataset.table", a table id maybe with a decorator: "@-3600000" for a
+ * snapshot, "$20250101" for a partition) has masked columns for this subject? A decorated
+ * table is its base table's data. */
+static int masked_table(struct masking *mk, const char *name, struct mask_set *set)
+{
+	char base[3 * ROUTE_ID_MAX + 8];
+	const char *t = strrchr(name, '.');
+	size_t n = t ? (size_t)(t - name) + strcspn(t, "@$") : strlen(name);
+
+	if (n >= sizeof(base))
+		n = sizeof(base) - 1;
+	memcpy(base, name, n);
+	base[n] = '\0';
+	return mask_lookup(mk, base, 0, set);
+}
+
 /* Requests that would read a masked table without SQL to rewrite are refused. */
 static void masked_api(struct masking *mk, const struct route_result *rr)
 {
@@ -551,9 +575,22 @@ static void masked_api(struct masking *mk, const struct route_result *rr)
 
 	if (!mk->rules || mk->refused)
 		return;
+	if (!strcmp(rr->method_id, "bigquery.tabledata.list") && rr->dataset[0] == '_') {
+		/* a job's anonymous result table: whose job, and whether its rows went through
+		 * this identity's rewrite, is not known here */
+		mk->refused = 1;
+		snprintf(mk->reason, sizeof(mk->reason), "dataset %s holds query results that may "
+			 "be unmasked: read a job's results with jobs.getQueryResults", rr->dataset);
+		return;
+	}
 	if (!strcmp(rr->method_id, "bigquery.tabledata.list")) {
 		snprintf(name, sizeof(name), "%s.%s.%s", rr->project, rr->dataset, rr->table);
-		if (mask_lookup(mk, name, 0, &set) > 0 && rr->selected_fields) {
+		if (masked_table(mk, name, &set) > 0 && strcspn(rr->table, "@$") != strlen(rr->table)) {
+			/* the schema fetch and the row masker know the base table only */
+			mk->refused = 1;
+			snprintf(mk->reason, sizeof(mk->reason), "%s has masked columns: listing a "
+				 "partition or snapshot of it is refused; query it with SQL", name);
+		} else if (mask_lookup(mk, name, 0, &set) > 0 && rr->selected_fields) {
 			/* the rows would hold only the selected columns, which the masker maps by
 			 * position in the whole schema: refused, never guessed */
 			mk->refused = 1;
@@ -574,7 +611,8 @@ static void masked_api(struct masking *mk, const struct route_result *rr)
 		}
 	}
 	if (!strcmp(rr->method_id, "bigquery.jobs.getQueryResults") &&
-	    !jobseen_has(mk->sub->identity ? mk->sub->identity : mk->sub->cgroup, rr->job_id)) {
+	    !jobseen_has(mk->sub->identity ? mk->sub->identity : mk->sub->cgroup, rr->project,
+			 rr->job_id)) {
 		/* its rows were not computed through this identity's masking rewrite */
 		mk->refused = 1;
 		snprintf(mk->reason, sizeof(mk->reason), "job %s was not run through sluice by "
@@ -582,7 +620,7 @@ static void masked_api(struct masking *mk, const struct route_result *rr)
 			 "again through sluice", rr->job_id);
 	}
 	for (i = 0; i < rr->n_sources && !mk->refused; i++) {
-		if (mask_lookup(mk, rr->sources[i], 0, &set) > 0) {
+		if (masked_table(mk, rr->sources[i], &set) > 0) {
 			mk->refused = 1;
 			if (snprintf(mk->reason, sizeof(mk->reason), "%s has masked columns: copying, "
 				     "snapshotting or extracting it would take the values out unmasked",
@@ -672,6 +710,12 @@ int gate_decide(const struct policy *policy, const struct policy_subject *subjec
 	route_classify(req->host, req->method, req->target, req->target_len, req->method_override,
 		       req->content_type, req->content_encoding, req->body, req->body_len, &rr);
 	out->method_id = rr.method_id;
+	if (rr.method_id && (!strcmp(rr.method_id, "bigquery.jobs.insert") ||
+			     !strcmp(rr.method_id, "bigquery.jobs.query")) &&
+	    !(out->job_project = strdup(rr.project))) {
+		route_result_free(&rr);
+		return -1;
+	}
 	if (rr.refusal || !rr.method_id) {
 		refuse(out, 403, rr.refusal ? rr.refusal : "request not understood");
 		route_result_free(&rr);
@@ -747,4 +791,6 @@ void gate_verdict_free(struct gate_verdict *v)
 	v->row_mask = NULL;
 	free(v->schema_target);
 	v->schema_target = NULL;
+	free(v->job_project);
+	v->job_project = NULL;
 }

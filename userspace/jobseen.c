@@ -22,7 +22,8 @@ static unsigned char (*ring)[KEY];
 static unsigned next, count;
 static int fd = -1;
 
-static void key_of(const char *identity, const char *job, unsigned char out[KEY])
+static void key_of(const char *identity, const char *project, const char *job,
+		   unsigned char out[KEY])
 {
 	unsigned char h[EVP_MAX_MD_SIZE];
 	EVP_MD_CTX *s = EVP_MD_CTX_new();
@@ -30,6 +31,7 @@ static void key_of(const char *identity, const char *job, unsigned char out[KEY]
 	memset(h, 0xff, sizeof(h)); /* out of memory: a key no job has */
 	if (s && EVP_DigestInit_ex(s, EVP_sha256(), NULL) &&
 	    EVP_DigestUpdate(s, identity, strlen(identity)) && EVP_DigestUpdate(s, "\n", 1) &&
+	    EVP_DigestUpdate(s, project, strlen(project)) && EVP_DigestUpdate(s, "\n", 1) &&
 	    EVP_DigestUpdate(s, job, strlen(job)))
 		EVP_DigestFinal_ex(s, h, NULL);
 	EVP_MD_CTX_free(s);
@@ -114,15 +116,15 @@ int jobseen_open(const char *path, char *err, size_t errlen)
 	return rc;
 }
 
-void jobseen_add(const char *identity, const char *job_id)
+void jobseen_add(const char *identity, const char *project, const char *job_id)
 {
 	unsigned char k[KEY];
 	char line[2 * KEY + 1];
 	int j;
 
-	if (!identity || !job_id || !*job_id)
+	if (!identity || !project || !*project || !job_id || !*job_id)
 		return;
-	key_of(identity, job_id, k);
+	key_of(identity, project, job_id, k);
 	for (j = 0; j < KEY; j++)
 		snprintf(line + 2 * j, 3, "%02x", k[j]);
 	line[2 * KEY] = '\n';
@@ -135,15 +137,15 @@ void jobseen_add(const char *identity, const char *job_id)
 	pthread_mutex_unlock(&mu);
 }
 
-int jobseen_has(const char *identity, const char *job_id)
+int jobseen_has(const char *identity, const char *project, const char *job_id)
 {
 	unsigned char k[KEY];
 	unsigned i;
 	int hit = 0;
 
-	if (!identity || !job_id)
+	if (!identity || !project || !job_id)
 		return 0;
-	key_of(identity, job_id, k);
+	key_of(identity, project, job_id, k);
 	pthread_mutex_lock(&mu);
 	for (i = 0; i < count && !hit; i++)
 		hit = !memcmp(ring[i], k, KEY);

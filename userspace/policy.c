@@ -508,10 +508,12 @@ static void describe(const struct policy_item *it, char *out, size_t outlen)
 		snprintf(where, sizeof(where), " in project %s", it->project);
 	if (it->kind && *it->kind && it->statement >= 0) {
 		if (snprintf(out, outlen, "%s%s%s (statement %d)", it->kind,
-			     it->unbounded ? " without a real WHERE" : "", where,
+			     !it->unbounded ? "" : !strncmp(it->kind, "CREATE", 6) ?
+			     " replacing the whole table" : " without a real WHERE", where,
 			     it->statement + 1) >= (int)outlen)
 			return; /* truncated names stay readable */
-	} else if (snprintf(out, outlen, "%s%s", it->operation ? it->operation : "request",
+	} else if (snprintf(out, outlen, "%s%s%s", it->operation ? it->operation : "request",
+			    it->unbounded ? " with WRITE_TRUNCATE (replacing every row)" : "",
 			    where) >= (int)outlen) {
 		return;
 	}

@@ -123,6 +123,7 @@ static void conn_free(struct conn *c)
 	free(c->row_mask);
 	free(c->schema_target);
 	free(c->schema);
+	free(c->job_project);
 	worker_conn_gone(c->w);
 	free(c);
 	count_conns--;

@@ -723,7 +723,7 @@ static void respond_whole(struct conn *c, char *body, size_t body_len, size_t ra
 			/* the approved job is in BigQuery (409: already, from before a restart); the
 			 * poll that carried it is answered as a job still running, the next goes on */
 			hold_mark_submitted(c->poll_job);
-			jobseen_add(conn_identity(c), c->poll_job);
+			jobseen_add(conn_identity(c), c->poll_project, c->poll_job);
 			free(c->submit_body);
 			c->submit_body = NULL;
 			if (c->poll == JOBS_GET_QUERY_RESULTS || c->res.status == 409) {
@@ -744,12 +744,13 @@ static void respond_whole(struct conn *c, char *body, size_t body_len, size_t ra
 		c->submit_body = NULL;
 		free(c->up_body);
 		c->up_body = NULL;
-		if (c->res.status == 200 && http1_slice_ieq(c->req.method, "POST")) {
-			/* a job created through sluice: its results may go to a masked identity */
+		if (c->res.status == 200 && c->job_project) {
+			/* a job created through sluice (jobs.insert, jobs.query; not any POST that
+			 * answers with a job, like jobs.cancel): its results may go to this identity */
 			char jid[160];
 
 			if (json_field(body, body_len, "\"jobId\":", jid, sizeof(jid)))
-				jobseen_add(conn_identity(c), jid);
+				jobseen_add(conn_identity(c), c->job_project, jid);
 		}
 		/* job metadata must show the agent its own query, never the masking rewrite */
 		done_body = gate_restore(body, body_len, &relayed_len);
@@ -878,12 +879,12 @@ static int flush(struct conn *c, int last)
 	size_t n = rs->out.len - OUT_GAP, keep, take;
 	int rc = 0;
 
-	if (n && !rs->relayed && c->res.status == 200 && http1_slice_ieq(c->req.method, "POST")) {
+	if (n && !rs->relayed && c->res.status == 200 && c->job_project) {
 		/* a job created through sluice: its results may go to this (masked) identity */
 		char jid[160];
 
 		if (json_field(d, n, "\"jobId\":", jid, sizeof(jid)))
-			jobseen_add(conn_identity(c), jid);
+			jobseen_add(conn_identity(c), c->job_project, jid);
 	}
 	if (n) {
 		EVP_DigestUpdate(rs->sha, d, n);

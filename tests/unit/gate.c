@@ -66,7 +66,21 @@ int main(void)
 		    "{\"query\": \"SELECT 1\", \"useLegacySql\": false, \"destinationTable\": "
 		    "{\"projectId\": \"demo-project\", \"datasetId\": \"crm\", \"tableId\": \"customers\"}, "
 		    "\"writeDisposition\": \"WRITE_TRUNCATE\"}}}", &v),
-	       POLICY_APPROVE, "SELECT with a WRITE_TRUNCATE destination in crm is a write needing approval");
+	       POLICY_DENY, "SELECT with a WRITE_TRUNCATE destination in crm: replaces every row, refused");
+	ok(strstr(v.d.reason, "WRITE_TRUNCATE") && strstr(v.d.reason, "no-unbounded-writes"),
+	   "... saying so: %s", v.d.reason);
+	is_int(post("/bigquery/v2/projects/demo-project/jobs", "{\"configuration\": {\"query\": "
+		    "{\"query\": \"SELECT 1\", \"useLegacySql\": false, \"destinationTable\": "
+		    "{\"projectId\": \"demo-project\", \"datasetId\": \"crm\", \"tableId\": \"customers\"}, "
+		    "\"writeDisposition\": \"WRITE_APPEND\"}}}", &v),
+	       POLICY_APPROVE, "SELECT appending to a crm table is a write needing approval");
+	is_int(post(q, "{\"query\": \"CREATE OR REPLACE TABLE sales.orders AS SELECT * FROM "
+		    "sales.orders WHERE FALSE\", \"useLegacySql\": false}", &v),
+	       POLICY_DENY, "CREATE OR REPLACE TABLE in sales: replaces every row, refused");
+	ok(strstr(v.d.reason, "replacing the whole table"), "... saying so: %s", v.d.reason);
+	is_int(post(q, "{\"query\": \"CREATE TABLE sales.t2 AS SELECT * FROM sales.orders\", "
+		    "\"useLegacySql\": false}", &v),
+	       POLICY_ALLOW, "CREATE TABLE AS SELECT in sales (no replace) allowed");
 	is_int(call("DELETE", "/bigquery/v2/projects/demo-project/datasets/sales/tables/orders", &v),
 	       POLICY_DENY, "tables.delete refused");
 	is_int(call("GET", "/bigquery/v2/projects/demo-project/datasets/sales/tables/orders/data", &v),
@@ -88,7 +102,7 @@ int main(void)
 		    "\"tableId\": \"orders\"}, \"destinationTable\": {\"projectId\": \"demo-project\", "
 		    "\"datasetId\": \"crm\", \"tableId\": \"customers\"}, \"writeDisposition\": "
 		    "\"WRITE_TRUNCATE\"}}}", &v),
-	       POLICY_APPROVE, "a copy job overwriting a crm table is a write needing approval");
+	       POLICY_DENY, "a copy job overwriting (WRITE_TRUNCATE) a crm table is refused");
 	is_int(post("/bigquery/v2/projects/demo-project/jobs", "{\"configuration\": {\"extract\": {"
 		    "\"sourceTable\": {\"projectId\": \"demo-project\", \"datasetId\": \"hr\", "
 		    "\"tableId\": \"salaries\"}, \"destinationUris\": [\"gs://x/y\"]}}}", &v),

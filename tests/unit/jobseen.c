@@ -35,27 +35,28 @@ int main(void)
 		return tap_done();
 	snprintf(path, sizeof(path), "%s/jobs.seen", dir);
 	is_int(jobseen_open(path, err, sizeof(err)), 0, "opens a new file");
-	jobseen_add("agent-a", "job_1");
-	ok(jobseen_has("agent-a", "job_1"), "the identity that created a job has it");
-	ok(!jobseen_has("agent-b", "job_1"), "another identity has not");
-	ok(!jobseen_has("agent-a", "job_2"), "nor has anyone a job never seen");
+	jobseen_add("agent-a", "p", "job_1");
+	ok(jobseen_has("agent-a", "p", "job_1"), "the identity that created a job has it");
+	ok(!jobseen_has("agent-b", "p", "job_1"), "another identity has not");
+	ok(!jobseen_has("agent-a", "p", "job_2"), "nor has anyone a job never seen");
+	ok(!jobseen_has("agent-a", "q", "job_1"), "nor the same job id in another project");
 	jobseen_close();
-	ok(!jobseen_has("agent-a", "job_1"), "closed: forgotten in memory");
+	ok(!jobseen_has("agent-a", "p", "job_1"), "closed: forgotten in memory");
 	fd = open(path, O_WRONLY | O_APPEND);
 	ok(fd >= 0 && write(fd, "0123abcd", 8) == 8, "a torn line is appended (a crash)");
 	close(fd);
 	is_int(jobseen_open(path, err, sizeof(err)), 0, "reopens");
-	ok(jobseen_has("agent-a", "job_1"), "after a restart the job is still agent-a's");
-	ok(!jobseen_has("agent-b", "job_1"), "... and still not agent-b's");
+	ok(jobseen_has("agent-a", "p", "job_1"), "after a restart the job is still agent-a's");
+	ok(!jobseen_has("agent-b", "p", "job_1"), "... and still not agent-b's");
 	for (i = 0; i < JOBSEEN_MAX; i++) {
 		snprintf(job, sizeof(job), "bulk_%d", i);
-		jobseen_add("agent-c", job);
+		jobseen_add("agent-c", "p", job);
 	}
-	ok(!jobseen_has("agent-a", "job_1"), "the oldest entry goes when the ring is full");
-	ok(jobseen_has("agent-c", "bulk_0") && jobseen_has("agent-c", job), "the newest stay");
+	ok(!jobseen_has("agent-a", "p", "job_1"), "the oldest entry goes when the ring is full");
+	ok(jobseen_has("agent-c", "p", "bulk_0") && jobseen_has("agent-c", "p", job), "the newest stay");
 	jobseen_close();
 	is_int(jobseen_open(path, err, sizeof(err)), 0, "reopens a full file (compacted)");
-	ok(jobseen_has("agent-c", "bulk_0") && !jobseen_has("agent-a", "job_1"),
+	ok(jobseen_has("agent-c", "p", "bulk_0") && !jobseen_has("agent-a", "p", "job_1"),
 	   "the ring read back from the file");
 	jobseen_close();
 	is_int(jobseen_open("/nonexistent-dir/jobs.seen", err, sizeof(err)) < 0, 1,
@@ -66,9 +67,12 @@ int main(void)
 	pii = policy_load("policies/pii-masking.json", err, sizeof(err));
 	if (!ok(pii != NULL, "pii-masking policy loads (%s)", err))
 		return tap_done();
-	jobseen_add("agent-a", "job_9");
+	jobseen_add("agent-a", "demo-project", "job_9");
+	jobseen_add("agent-a", "other-project", "job_11");
 	is_int(results(pii, "agent-a", "job_9"), POLICY_ALLOW,
 	       "a masked identity reads the results of its own job");
+	is_int(results(pii, "agent-a", "job_11"), POLICY_DENY,
+	       "... not those of a job with the same id in another project");
 	is_int(results(pii, "agent-b", "job_9"), POLICY_DENY,
 	       "another masked identity is refused them (computed through another's rewrite)");
 	is_int(results(pii, "agent-a", "job_10"), POLICY_DENY, "a job made outside sluice: refused");
