@@ -13,5 +13,9 @@ void exchange_parse_request(struct conn *c);
 void exchange_forward(struct conn *c);
 /* Queue the upstream request (the agent's, or what sluice sends in its place). */
 int exchange_send_request(struct conn *c, const char *body, size_t body_len);
+/* Record the current request (what it asks, its SQL and body) with <decision>, <rule> and
+ * <reason> in the connection's recording. */
+void exchange_record_request(struct conn *c, const char *decision, const char *rule,
+			     const char *reason);
 
 #endif

@@ -3,9 +3,15 @@
 #ifndef SLUICE_HOLD_H
 #define SLUICE_HOLD_H
 
+#include <jansson.h>
+
 #include "gate.h"
 
 struct conn;
+
+/* The SQL that request body <o> runs under <method_id> (jobs.query: "query"; jobs.insert:
+ * configuration.query.query), never a field the method ignores; "" when none. */
+const char *body_sql(json_t *o, const char *method_id);
 
 /* Is this request a poll about a job that waited for approval? Answers it (1), lets it go
  * on to BigQuery (0), or sends the approved job in its place (2: forward, no new decision). */

@@ -198,8 +198,15 @@ static int bigquery(const struct loop_env *env, const char *authz, uint64_t cgro
 		}
 		for (i = 0; i < out->claims.n_groups && i < IDENTITY_MAX_GROUPS; i++)
 			out->groups[out->n_groups++] = out->claims.groups[i];
-		snprintf(out->subject, sizeof(out->subject), "%s",
-			 out->claims.sub ? out->claims.sub : "");
+		/* with several issuers, a "sub" is only unique within its issuer: approvals,
+		 * windows and jobs key on the subject, so it names the issuer too */
+		if (env->conf && env->conf->identity && env->conf->identity->n_issuers > 1 &&
+		    out->claims.iss)
+			snprintf(out->subject, sizeof(out->subject), "%s (%s)",
+				 out->claims.sub ? out->claims.sub : "", out->claims.iss);
+		else
+			snprintf(out->subject, sizeof(out->subject), "%s",
+				 out->claims.sub ? out->claims.sub : "");
 	}
 	if (!env->cred)
 		return forward_as_is(out, authz);

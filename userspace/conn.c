@@ -168,12 +168,16 @@ void conn_host_of(struct http1_slice a, char *out, size_t outlen)
 
 /* Headers that do not go upstream: hop-by-hop ones, those sluice rewrites, and
  * Accept-Encoding: sluice reads every response (to put back the agent's own SQL, to mask,
- * to record), so BigQuery answers it uncompressed. */
+ * to record), so BigQuery answers it uncompressed. Nor any credential or account choice of
+ * the agent's: requests go as sluiced's own credential, billed where it says (an API key,
+ * cookies, a user project to bill, an IAM token). */
 int conn_hop_by_hop(struct http1_slice n)
 {
 	static const char *const hop[] = { "connection", "keep-alive", "proxy-connection",
 		"proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade",
-		"content-length", "expect", "accept-encoding", NULL };
+		"content-length", "expect", "accept-encoding", "cookie", "x-goog-api-key",
+		"x-goog-authuser", "x-goog-user-project", "x-goog-iam-authorization-token",
+		"x-goog-iam-authority-selector", NULL };
 	int i;
 
 	for (i = 0; hop[i]; i++)

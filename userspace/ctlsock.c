@@ -478,6 +478,15 @@ static void on_event(void *arg, const char *event, const char *item)
 		log_warn("ctlsock", "wake: %s", strerror(errno));
 }
 
+static int unauthorized(const struct ctlsock *s)
+{
+	int n = 0;
+
+	for (int i = 0; i < s->n_clients; i++)
+		n += !s->clients[i]->authorized;
+	return n;
+}
+
 static void accept_clients(struct ctlsock *s)
 {
 	for (;;) {
@@ -494,6 +503,16 @@ static void accept_clients(struct ctlsock *s)
 		c->fd = fd;
 		c->accepted = time(NULL);
 		authorize(s, c);
+		/* peers that will only be told no (an agent, say) share a quarter of the slots,
+		 * so that they cannot keep approvers out */
+		if (!c->authorized && unauthorized(s) >= MAX_CLIENTS / 4) {
+			log_warn("ctlsock", "refused pid %d uid %u (cgroup %s) at once: too many "
+				 "unauthorized control connections", (int)c->pid, (unsigned)c->uid,
+				 c->cgroup);
+			close(fd);
+			free(c);
+			continue;
+		}
 		s->clients[s->n_clients++] = c;
 	}
 }

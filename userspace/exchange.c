@@ -212,7 +212,17 @@ static int access_step(struct conn *c)
 	free(az);
 	switch (c->access.action) {
 	case ACCESS_ANSWER:
-		conn_record(c, "request", request_fields(c, "answered", "identity", NULL));
+		if (c->access.status != 200 && !c->access.message[0]) {
+			/* the refusal's own words: OAuth's error_description, else the status */
+			json_t *b = json_loads(c->access.body ? c->access.body : "", 0, NULL);
+			const char *d = json_string_value(json_object_get(b, "error_description"));
+
+			snprintf(c->access.message, sizeof(c->access.message), "%s%s%d",
+				 d ? d : "", d ? "; answered " : "answered ", c->access.status);
+			json_decref(b);
+		}
+		conn_record(c, "request", request_fields(c, c->access.status == 200 ? "answered" :
+							 "deny", "identity", c->access.message));
 		conn_reply(c, c->access.status, c->access.body);
 		return 0;
 	case ACCESS_REFUSE:
@@ -270,6 +280,12 @@ static int rf_str(json_t *o, const char *key, const char *s, size_t n)
 }
 
 /* The fields every request record carries: who, what, and the body as the agent sent it. */
+static int is_token_host(const char *sni)
+{
+	return !strcasecmp(sni, "oauth2.googleapis.com") || !strcasecmp(sni, "sts.googleapis.com") ||
+	       !strcasecmp(sni, "iamcredentials.googleapis.com");
+}
+
 static json_t *request_fields(struct conn *c, const char *decision, const char *rule,
 			      const char *reason)
 {
@@ -293,14 +309,19 @@ static json_t *request_fields(struct conn *c, const char *decision, const char *
 		return NULL;
 	}
 
-	if (o && c->body_len) {
+	if (o && c->body_len && is_token_host(c->sni)) {
+		/* a token exchange's body holds a live credential (the agent's OIDC token, a
+		 * refresh token): what was asked is recorded, never the secret */
+		json_object_set_new(o, "body_withheld", json_string("a credential exchange"));
+	} else if (o && c->body_len) {
 		json_t *b = json_loadb(c->s[CLI].in.p + c->head_len, c->body_len, 0, NULL), *q;
 
-		/* the SQL as the agent sent it, whole, for replay and audit */
-		q = json_object_get(b, "query");
+		/* the SQL as the agent sent it, whole, for replay and audit: a job's own
+		 * (configuration.query.query) before any top-level "query" beside it */
+		q = json_object_get(json_object_get(json_object_get(b, "configuration"), "query"),
+				    "query");
 		if (!json_is_string(q))
-			q = json_object_get(json_object_get(json_object_get(b, "configuration"),
-							    "query"), "query");
+			q = json_object_get(b, "query");
 		if (json_is_string(q))
 			json_object_set(o, "sql", q);
 		json_decref(b);
@@ -316,6 +337,12 @@ static json_t *request_fields(struct conn *c, const char *decision, const char *
 	return o;
 }
 
+
+void exchange_record_request(struct conn *c, const char *decision, const char *rule,
+			     const char *reason)
+{
+	conn_record(c, "request", request_fields(c, decision, rule, reason));
+}
 
 /* The request's record is durable (or failed), on the worker's thread again. */
 static void recorded(void *arg)

@@ -77,6 +77,11 @@ int hold_poll(struct conn *c, int timed_out)
 	if (c->poll == JOBS_NOT_A_POLL || approve_find_job(a, c->poll_job, id, sizeof(id)) ||
 	    approve_state(a, id, &st))
 		return 0;
+	/* only who asked may follow, cancel or release it, and only in its own project: for
+	 * anyone else it is not a held job (it goes on as any request, and is not found) */
+	if (strcmp(st.container, c->cgroup) || strcmp(st.identity, conn_identity(c)) ||
+	    strcmp(st.project, c->poll_project))
+		return 0;
 	if (st.state == APPROVE_PENDING && c->poll == JOBS_CANCEL)
 		approve_decide(a, id, 0, "the agent", "cancelled by the agent", 0, &st);
 	switch (st.state) {
@@ -116,13 +121,25 @@ int hold_poll(struct conn *c, int timed_out)
 	}
 }
 
+/* An approver must see what runs, not a decoy beside it. */
+const char *body_sql(json_t *o, const char *method_id)
+{
+	json_t *q = NULL;
+
+	if (method_id && !strcmp(method_id, "bigquery.jobs.query"))
+		q = json_object_get(o, "query");
+	else if (method_id && !strcmp(method_id, "bigquery.jobs.insert"))
+		q = json_object_get(json_object_get(json_object_get(o, "configuration"), "query"),
+				    "query");
+	return json_is_string(q) ? json_string_value(q) : "";
+}
+
 /* Fingerprint of a request for "the identical request": method, path and body, minus what
  * clients make unique per attempt (requestId, a client-chosen jobReference, insertAll's
  * per-row insertId). */
 static void fingerprint(struct conn *c, const char *identity, unsigned char out[APPROVE_FP_LEN])
 {
 	struct buf b = { 0 };
-	const char *q = memchr(c->req.target.p, '?', c->req.target.len);
 	json_t *o = json_loadb(c->s[CLI].in.p + c->head_len, c->body_len, 0, NULL);
 	char *body = NULL;
 
@@ -138,7 +155,8 @@ static void fingerprint(struct conn *c, const char *identity, unsigned char out[
 	}
 	out_append(&b, c->req.method.p, c->req.method.len);
 	out_str(&b, " ");
-	out_append(&b, c->req.target.p, q ? (size_t)(q - c->req.target.p) : c->req.target.len);
+	/* the query string too: datasets.delete?deleteContents=true is not the approved delete */
+	out_append(&b, c->req.target.p, c->req.target.len);
 	out_str(&b, "\n");
 	if (body)
 		out_str(&b, body);
@@ -197,12 +215,7 @@ int hold_request(struct conn *c, const struct gate_request *g,
 	info.statements = kinds;
 	info.tables = tables;
 	o = json_loadb(g->body, g->body_len, 0, NULL);
-	if (json_is_string(json_object_get(o, "query")))
-		sql = json_string_value(json_object_get(o, "query"));
-	else if (json_is_string(json_object_get(json_object_get(json_object_get(o, "configuration"),
-							"query"), "query")))
-		sql = json_string_value(json_object_get(json_object_get(json_object_get(o,
-			"configuration"), "query"), "query"));
+	sql = body_sql(o, v->method_id);
 	if (json_is_string(json_object_get(o, "location")))
 		snprintf(loc, sizeof(loc), "%s", json_string_value(json_object_get(o, "location")));
 	info.sql = sql;
@@ -217,7 +230,18 @@ int hold_request(struct conn *c, const struct gate_request *g,
 	}
 	info.project = project;
 	if (is_job) {
-		approve_job_id(job, sizeof(job));
+		/* the job id the client chose (jobs.insert's jobReference), so that it finds its
+		 * job where it looks; sluice's own when there is none, or it is taken or odd */
+		const char *mine = json_string_value(json_object_get(json_object_get(o,
+			"jobReference"), "jobId"));
+		char other[APPROVE_ID_LEN];
+
+		if (mine && *mine && strlen(mine) < sizeof(job) &&
+		    strspn(mine, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") ==
+		    strlen(mine) && approve_find_job(a, mine, other, sizeof(other)))
+			snprintf(job, sizeof(job), "%s", mine);
+		else
+			approve_job_id(job, sizeof(job));
 		info.job_id = job;
 		info.payload = jobs_insert_body(v->method_id, g->body, g->body_len, project, job, loc,
 						err, sizeof(err));
@@ -235,11 +259,15 @@ int hold_request(struct conn *c, const struct gate_request *g,
 			     "try again later", v->d.reason, rc == -ENOSPC ?
 			     "too many approvals are pending" : rc == -EINVAL ? err : strerror(-rc)) < 0)
 			msg[0] = '\0';
+		exchange_record_request(c, "deny", v->d.rule, msg);
 		conn_deny(c, 403, "PERMISSION_DENIED", "accessDenied", msg);
 		return 0;
 	}
 	log_info("proxy", "approval %s requested by %s (%s): %s", id, c->origin.comm, c->cgroup,
 		 v->d.reason);
+	/* what was asked goes into the recording now, whatever the approver decides later */
+	snprintf(msg, sizeof(msg), "waits for approval %s: %s", id, v->d.reason);
+	exchange_record_request(c, "held", v->d.rule, msg);
 	if (!is_job) {
 		memcpy(c->hold_fp, info.fingerprint, sizeof(c->hold_fp));
 		hold(c, id, HOLD_OP, c->env->conf->approval_hold_ms);
