@@ -30,6 +30,8 @@
 #define SPLICE_WINDOW (256 * 1024) /* bytes queued toward one side before reading stops */
 #define STREAM_WINDOW (256 * 1024) /* response bytes queued to the agent before BigQuery waits */
 #define CONN_RECORD 16384          /* a TLS record's plaintext: larger writes skip <pt> */
+#define CONN_LINGER_MS 2000        /* how long a refused agent's bytes are dropped at most */
+#define CONN_LINGER_BYTES (64u << 20) /* ... and how many */
 
 enum cstate { C_PEEK, C_SPLICE, C_TLS, C_REQ, C_HOLD, C_UPSTREAM, C_RESP, C_CLOSING };
 
@@ -121,6 +123,11 @@ struct conn {
 	socklen_t up_len;
 	struct tls_client *up_tls;
 	int close_after_send;
+	/* a refusal: once it is out, what the agent still sends (the rest of a refused upload)
+	 * is read and dropped for a moment before the close, so that it reads the answer
+	 * instead of a reset. <linger> 1 once that has begun. */
+	int linger_wanted, linger;
+	uint64_t linger_bytes;
 	/* the identity step of the request being relayed (access.c): the Authorization header
 	 * that goes upstream, the identity's groups; kept until the next request */
 	struct access_result access;

@@ -146,6 +146,7 @@ void conn_deny(struct conn *c, int status, const char *status_text, const char *
 	if (n > 0)
 		conn_write(c, CLI, out, (size_t)n);
 	c->close_after_send = 1;
+	c->linger_wanted = 1;
 	c->s[CLI].eof = 1; /* read nothing more from the agent */
 }
 

@@ -715,7 +715,7 @@ void conn_advance(struct conn *c)
 	case C_REQ:
 		if (!c->close_after_send)
 			exchange_parse_request(c);
-		else if (a->eof && !unsent(a))
+		else if (a->eof && !unsent(a) && !c->linger_wanted) /* a refusal: conn_pump lingers */
 			conn_close(c, NULL);
 		break;
 	case C_UPSTREAM:
@@ -772,8 +772,18 @@ void conn_pump(struct conn *c)
 			worker_send(c->w, &s->sop, s->fd, s->out.p + s->out.off, s->out.len - s->out.off);
 	}
 	if (c->close_after_send && !unsent(&c->s[CLI]) && !c->s[CLI].sop.pending &&
-	    c->st != C_CLOSING)
-		conn_close(c, NULL);
+	    c->st != C_CLOSING && !c->linger) {
+		if (c->linger_wanted && c->s[CLI].fd >= 0 && c->st != C_SPLICE) {
+			/* the answer is out: say so with a FIN, then drop what still comes */
+			c->linger = 1;
+			shutdown(c->s[CLI].fd, SHUT_WR);
+			if (c->s[UP].fd >= 0) /* BigQuery's side has nothing more to do */
+				shutdown(c->s[UP].fd, SHUT_RDWR);
+			c->deadline = worker_now_ms(c->w) + CONN_LINGER_MS;
+		} else {
+			conn_close(c, NULL);
+		}
+	}
 	if (c->st == C_SPLICE) {
 		splice_pump(c);
 	} else if (c->st != C_CLOSING) {
@@ -786,7 +796,7 @@ void conn_pump(struct conn *c)
 		int want_u = u->fd >= 0 && u->connected && !u->eof && !u->rop.pending &&
 			     (c->st != C_RESP || unsent(a) < STREAM_WINDOW);
 
-		if (want_a)
+		if (want_a || (c->linger && !a->rop.pending))
 			worker_recv(c->w, &a->rop, a->fd);
 		if (want_u)
 			worker_recv(c->w, &u->rop, u->fd);
@@ -961,6 +971,13 @@ void proxy_on_recv(struct worker *w, struct op *op, int res, const char *data, s
 
 	c->active_ms = worker_now_ms(w);
 	c->trimmed = 0;
+	if (c->linger && op->side == CLI && c->st != C_CLOSING) {
+		/* a refused agent's last bytes: dropped; its close, an error or too many end it */
+		if (res <= 0 || (c->linger_bytes += len) > CONN_LINGER_BYTES)
+			conn_close(c, NULL);
+		conn_pump(c);
+		return;
+	}
 	if (c->st != C_CLOSING) {
 		if (res == -ECANCELED && op->cancel) {
 			/* cancelled for the hand-over to the kernel: nothing ended */
