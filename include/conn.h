@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "access.h"
+#include "buf.h"
 #include "approve.h"
 #include "detect.h"
 #include "http1.h"
@@ -47,11 +48,6 @@ enum splice_mode {
 
 /* Why a request is held (C_HOLD) for an approval. */
 enum hold_kind { HOLD_NONE, HOLD_OP, HOLD_POLL };
-
-struct buf {
-	char *p;
-	size_t len, off, cap;
-};
 
 struct side {
 	struct op rop, sop, cop;
@@ -152,13 +148,6 @@ struct conn {
 
 /* --- conn.c: buffers ------------------------------------------------------------------------ */
 
-/* Append p[0..n) to <b>, growing it up to <limit> bytes in all. Returns 0 or -1. */
-int buf_append(struct buf *b, const void *p, size_t n, size_t limit);
-/* Make room for <n> more bytes at the end of <b>. Returns 0 or -1. */
-int buf_reserve(struct buf *b, size_t n);
-/* Drop the first <n> bytes, keeping what follows. */
-void buf_consume(struct buf *b, size_t n);
-void buf_free(struct buf *b);
 /* Unbounded appends, for heads being built. */
 int out_append(struct buf *b, const char *s, size_t n);
 int out_str(struct buf *b, const char *s);

@@ -20,6 +20,7 @@
 #include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "log.h"
 #include "tls.h"
 #include "tlshello.h"
@@ -68,16 +70,10 @@ struct tls_client {
 	SSL_CTX *ctx;
 };
 
-/* Bytes p[off..len) waiting, in a buffer of <cap> kept between records. */
-struct bytes {
-	char *p;
-	size_t off, len, cap;
-};
-
 struct tls_conn {
 	SSL *ssl;                 /* owns the BIO */
-	struct bytes in;          /* ciphertext fed, not yet read by OpenSSL */
-	struct bytes out;         /* ciphertext written while no sink is attached */
+	struct buf in;            /* ciphertext fed; p[off..len) not yet read by OpenSSL */
+	struct buf out;           /* ciphertext written while no sink is attached */
 	tls_sink_fn sink;         /* where ciphertext goes as it is written, or NULL */
 	void *sink_arg;
 	int is_server, failed;
@@ -681,38 +677,18 @@ void tls_client_free(struct tls_client *c)
 static BIO_METHOD *bio_method;
 static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
 
-/* Append <n> bytes to <b>, doubling its buffer as needed. Returns 0 or -1 (no memory). */
-static int bytes_put(struct bytes *b, const void *p, size_t n)
+/* Append <n> bytes to <b>, whose bytes before b->off are read: they make room first. */
+static int bytes_put(struct buf *b, const void *p, size_t n)
 {
-	size_t cap = b->cap ? b->cap : 4096;
-	char *np;
-
-	if (!n)
-		return 0;
-	if (b->off && b->off == b->len)
-		b->off = b->len = 0;
-	if (b->len + n > b->cap) {
-		if (b->off) { /* move what waits to the front before growing */
-			memmove(b->p, b->p + b->off, b->len - b->off);
-			b->len -= b->off;
-			b->off = 0;
-		}
-		while (cap < b->len + n)
-			cap *= 2;
-		if (cap > b->cap) {
-			if (!(np = realloc(b->p, cap)))
-				return -1;
-			b->p = np;
-			b->cap = cap;
-		}
+	if (b->off && b->len + n > b->cap) {
+		buf_consume(b, b->off);
+		b->off = 0;
 	}
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
-	return 0;
+	return buf_append(b, p, n, SIZE_MAX);
 }
 
 /* Move up to <cap> waiting bytes of <b> to <buf>. Returns the count. */
-static size_t bytes_take(struct bytes *b, void *buf, size_t cap)
+static size_t bytes_take(struct buf *b, void *buf, size_t cap)
 {
 	size_t n = b->len - b->off < cap ? b->len - b->off : cap;
 
@@ -723,13 +699,6 @@ static size_t bytes_take(struct bytes *b, void *buf, size_t cap)
 	if (b->off == b->len)
 		b->off = b->len = 0;
 	return n;
-}
-
-static void bytes_free(struct bytes *b)
-{
-	free(b->p);
-	b->p = NULL;
-	b->off = b->len = b->cap = 0;
 }
 
 /* OpenSSL reads ciphertext: what was fed, else "retry" (never end of stream: the loop
@@ -878,8 +847,8 @@ void tls_conn_free(struct tls_conn *t)
 	if (!t)
 		return;
 	SSL_free(t->ssl);
-	bytes_free(&t->in);
-	bytes_free(&t->out);
+	buf_free(&t->in);
+	buf_free(&t->out);
 	free(t);
 }
 
@@ -1022,8 +991,8 @@ void tls_conn_trim(struct tls_conn *t)
 		t->busy = 0;
 	}
 	SSL_free_buffers(t->ssl); /* fails, harmlessly, while a record is half read */
-	bytes_free(&t->in);
-	bytes_free(&t->out);
+	buf_free(&t->in);
+	buf_free(&t->out);
 }
 
 void tls_conn_shutdown(struct tls_conn *t)
