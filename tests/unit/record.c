@@ -9,8 +9,10 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include "reckey.h"
 #include "record.h"
 #include "recwal.h"
 #include "recverify.h"
@@ -862,6 +864,40 @@ static void test_wal_replay(void)
 	crash_and_replay("replay-laps", RECWAL_MIN_BYTES, 1500, 3, 0);
 }
 
+/* A crash between the key and its public half (or while the key was written) never leaves
+ * a store that refuses to open: a key file appears whole or not at all, and a missing .pub
+ * is written again from the key. */
+static void test_key_crash(void)
+{
+	char dir[600], key[700], pubp[700], err[512], id1[17], id2[17];
+	struct evp_pkey_st *k;
+	struct rec *r;
+	struct stat st;
+
+	snprintf(dir, sizeof(dir), "%s/keycrash", tmp);
+	r = open_store(dir, 0, 4, err);
+	ok(r != NULL, "a new store opens (%s)", r ? "" : err);
+	rec_close(r);
+	snprintf(key, sizeof(key), "%s/record.key", dir);
+	snprintf(pubp, sizeof(pubp), "%s/record.pub", dir);
+	k = rec_load_pubkey(pubp, err, sizeof(err));
+	ok(k && !rec_key_id(k, id1), "its public key loads");
+	EVP_PKEY_free(k);
+	ok(sh("ls %s | grep -q '\\.tmp\\.'", dir) != 0, "no temporary key file is left");
+	ok(stat(key, &st) == 0 && (st.st_mode & 0777) == 0600, "the key is 0600, whole");
+	unlink(pubp);
+	r = open_store(dir, 0, 4, err);
+	ok(r != NULL, "without its .pub (a crash between the two), the store still opens (%s)",
+	   r ? "" : err);
+	rec_close(r);
+	k = rec_load_pubkey(pubp, err, sizeof(err));
+	ok(k && !rec_key_id(k, id2) && !strcmp(id1, id2),
+	   "... and the .pub is written again, the same key (%s)", k ? id2 : err);
+	EVP_PKEY_free(k);
+	is_int(rec_key_init(key, NULL, err, sizeof(err)), -EEXIST,
+	       "a key is never overwritten");
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmp))
@@ -879,6 +915,7 @@ int main(void)
 	test_sync_window();
 	test_syncer();
 	test_wal_replay();
+	test_key_crash();
 	if (!tap_failed)
 		sh("rm -rf %s", tmp);
 	else
