@@ -9,7 +9,6 @@
 struct conn;
 
 #define RESPOND_MAX_INTERIM 8 /* 1xx answers skipped before the final one; more is a 502 */
-#define RESPOND_MAX_INTERIM_TEXT "8"
 
 /* What a response record shows first, as BigQuery wrote it ("" when it is not there). */
 struct respond_outcome {

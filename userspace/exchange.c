@@ -106,6 +106,13 @@ int exchange_send_request(struct conn *c, const char *body, size_t body_len)
 	return rc;
 }
 
+/* The token endpoints: their requests carry credentials and are answered by access.c. */
+static int is_token_host(const char *sni)
+{
+	return !strcasecmp(sni, "oauth2.googleapis.com") || !strcasecmp(sni, "sts.googleapis.com") ||
+	       !strcasecmp(sni, "iamcredentials.googleapis.com");
+}
+
 /* Headers Google's front end acts on that the API model would have to guess about: a
  * method override given twice (which one wins?), a response field mask (responses are
  * relayed whole, like fields=). Returns why the request is refused, or NULL. */
@@ -117,7 +124,8 @@ static const char *header_refusal(const struct http1_request *r)
 		if (http1_slice_ieq(r->headers[i].name, "x-http-method-override"))
 			overrides++;
 		if (http1_slice_ieq(r->headers[i].name, "x-goog-fieldmask"))
-			return "sluice: header X-Goog-FieldMask is refused: responses are returned whole";
+			return "sluice: header X-Goog-FieldMask is refused (responses are returned "
+			       "whole): leave it out";
 	}
 	return overrides > 1 ? "sluice: X-HTTP-Method-Override appears more than once; send it "
 			       "once" : NULL;
@@ -142,8 +150,7 @@ static int decide(struct conn *c)
 	memcpy(method, c->req.method.p, c->req.method.len);
 	method[c->req.method.len] = '\0';
 	/* Token endpoints without identity are relayed as they are. */
-	if (!strcasecmp(c->sni, "oauth2.googleapis.com") || !strcasecmp(c->sni, "sts.googleapis.com") ||
-	    !strcasecmp(c->sni, "iamcredentials.googleapis.com"))
+	if (is_token_host(c->sni))
 		return 1;
 	if ((refusal = header_refusal(&c->req))) {
 		conn_record(c, "request", request_fields(c, "deny", "api-model", refusal));
@@ -280,12 +287,6 @@ static int rf_str(json_t *o, const char *key, const char *s, size_t n)
 }
 
 /* The fields every request record carries: who, what, and the body as the agent sent it. */
-static int is_token_host(const char *sni)
-{
-	return !strcasecmp(sni, "oauth2.googleapis.com") || !strcasecmp(sni, "sts.googleapis.com") ||
-	       !strcasecmp(sni, "iamcredentials.googleapis.com");
-}
-
 static json_t *request_fields(struct conn *c, const char *decision, const char *rule,
 			      const char *reason)
 {

@@ -279,8 +279,10 @@ static void post(struct worker *w, struct loop_call *p)
 	pthread_mutex_lock(&w->mu);
 	if (atomic_load(&p->queued)) {
 		/* already waiting to run (a caller's bug): queued twice, the list would loop
-		 * on it; it runs once and sees the latest state */
+		 * on it; it runs once and sees the latest state, and the bug is said */
 		pthread_mutex_unlock(&w->mu);
+		log_err("loop", "a call was posted again before it ran (fn %p); it runs once",
+			(void *)(uintptr_t)p->fn);
 		return;
 	}
 	atomic_store(&p->queued, 1);

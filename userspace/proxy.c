@@ -713,10 +713,8 @@ void conn_advance(struct conn *c)
 	case C_HOLD: /* waiting for an approver; the tick and proxy_approvals_changed go on */
 		break;
 	case C_REQ:
-		if (!c->close_after_send)
+		if (!c->close_after_send) /* else conn_pump closes (or lingers) once it is out */
 			exchange_parse_request(c);
-		else if (a->eof && !unsent(a) && !c->linger_wanted) /* a refusal: conn_pump lingers */
-			conn_close(c, NULL);
 		break;
 	case C_UPSTREAM:
 		/* not while the request's record is on its way to disk: recorded() goes on */

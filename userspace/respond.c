@@ -1091,9 +1091,11 @@ static int parse_head(struct conn *c)
 	}
 	if (c->res.status < 200) { /* interim: drop it, wait for the final one */
 		if (++c->res_interim > RESPOND_MAX_INTERIM) {
-			conn_deny(c, 502, "UNAVAILABLE", "backendError",
-				  "sluice: BigQuery sent more than " RESPOND_MAX_INTERIM_TEXT
-				  " interim (1xx) answers; nothing is relayed");
+			char msg[128];
+
+			snprintf(msg, sizeof(msg), "sluice: BigQuery sent more than %d interim (1xx) "
+				 "answers; nothing is relayed", RESPOND_MAX_INTERIM);
+			conn_deny(c, 502, "UNAVAILABLE", "backendError", msg);
 			return 0;
 		}
 		buf_consume(&u->in, (size_t)rc);
